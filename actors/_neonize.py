@@ -1,0 +1,402 @@
+"""The production transport: real WhatsApp through neonize (whatsmeow in Go).
+
+One `neonize.client.NewClient` per session, keyed in Go by the session id and
+backed by its own device store (`<data_dir>/neonize/<session_id>.sqlite3`), so
+the "no jid → resume the first device in the store" rule always finds this
+session's device or pairs a new one. How each neonize hazard is handled:
+
+- `connect()` blocks until `stop()`: it runs on a thread of its own per attempt,
+  never on trio's worker threads. Go calls back on that thread; each event is
+  handed to trio at once with `trio.from_thread.run(events.send, ...)`, so a full
+  events channel slows the session down (backpressure) instead of losing events.
+  ctypes swallows exceptions, so every callback catches and logs its own.
+- Go's global maps are unlocked: every Go call holds the process-wide `GO_LOCK`
+  (`_rwlock`) shared; a connect start and every stop hold it exclusively. The
+  start hold ends with the first Go callback, connect() returning, or after
+  `start_hold_cap`. A stop first lets a start in progress settle: Go's Stop
+  waits for a dial in progress, and would do so holding the exclusive lock.
+  Residual risks, inside Go and out of reach: a connect start still running
+  after the cap, and an unpaired client's map read when its QR phase ends
+  (paired, or its QR codes ran out after a stop).
+  Costs: connect starts are serial (about one dial and login each, so a
+  restart with many paired sessions brings them up one by one), and a long Go
+  call (a large upload) holds the shared lock, delaying other sessions'
+  connects and stops.
+- Calls that abort the process on a client that is not connected never reach
+  Go: every operation checks the connected flag under the shared lock, and
+  stop clears it under the exclusive lock.
+- Clients are never churned: one per session id for the life of the process
+  (`_clients`), reused by every `run()`; their garbage-collection finalizer
+  (Stop(uuid), outside any lock) is detached. After each attempt, even a failed
+  one, the client is stopped so Go's maps hold nothing stale; each failed
+  connect still leaks a descriptor in Go, which is why the actor backs off
+  between runs.
+- An unpaired session (one that was shown a QR code) must pair within
+  `pairing_deadline` seconds (trio clock) of `run()` starting; otherwise the
+  client is stopped and `run` raises PairingTimeout. `pair_phone` waits for the
+  first QR code, the point from which whatsmeow accepts a pairing-code request.
+
+The WhatsApp message id cannot be chosen in neonize 0.5.2: `OutboundMessage.id_hint`
+is ignored and `send` returns the id WhatsApp assigned.
+
+Logging: importing neonize calls `logging.basicConfig(level=INFO)` and its Go
+core prints to stdout. Nothing here imports neonize until a
+`NeonizeTransportFactory` is constructed: build the factory after configuring
+logging, and neonize's basicConfig finds handlers in place and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from ._messages import OutboundMessage, SendResult
+from ._neonize_attempt import Attempt, nz
+from ._neonize_callbacks import GoCallbacks
+from ._rwlock import GO_LOCK, RWLock
+from ._transport import (
+    ConnectFailed, ContactInfo, EventSink, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
+    ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
+)
+
+log = logging.getLogger(__name__)
+
+PAIRING_DEADLINE: Final = 120.0  # seconds from run() start for an unpaired session
+STOP_TIMEOUT: Final = 15.0  # seconds to wait for connect() to return after stop
+START_HOLD_CAP: Final = 3.0  # longest exclusive hold for a connect start (seconds)
+PAIR_PHONE_WAIT: Final = 20.0  # seconds pair_phone waits for the first QR code
+MAX_CONCURRENT_CALLS: Final = 16  # Go calls in flight per factory
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+_clients: dict[str, Any] = {}  # session id (Go uuid) → NewClient, for the life of the process
+_clients_guard = threading.Lock()
+
+
+class NeonizeTransport(GoCallbacks):
+    """A `Transport` over one neonize client; see the module docstring and `_transport`."""
+
+    def __init__(self, spec: SessionSpec, *, client: Any, lock: RWLock = GO_LOCK,
+                 pairing_deadline: float = PAIRING_DEADLINE, stop_timeout: float = STOP_TIMEOUT,
+                 start_hold_cap: float = START_HOLD_CAP, pair_phone_wait: float = PAIR_PHONE_WAIT,
+                 limiter: trio.CapacityLimiter | None = None) -> None:
+        self.spec, self.session_id = spec, spec.session_id
+        self._client, self._lock = client, lock
+        self._pairing_deadline, self._stop_timeout = pairing_deadline, stop_timeout
+        self._start_hold_cap, self._pair_phone_wait = start_hold_cap, pair_phone_wait
+        self._limiter = limiter or trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
+        self._attempt: Attempt | None = None
+        self._thread: threading.Thread | None = None
+        self._running = self._closed = False
+        self._connected = False  # the Go client is logged in; written under the lock or by Go callbacks
+        self._register_handlers()
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._closed:
+            raise ConnectFailed("transport is closed", retryable=False)
+        if self._running:
+            raise RuntimeError(f"run() is already active for session {self.session_id}")
+        self._running = True
+        try:
+            await self._wait_previous_thread()
+            a = self._attempt = Attempt(trio.lowlevel.current_trio_token(), events, trio.current_time())
+            self._thread = threading.Thread(target=self._connect_thread, args=(a,), daemon=True,
+                                            name=f"neonize-connect-{self.session_id}")
+            try:
+                self._thread.start()
+                await a.wait_until(lambda: a.launched or a.done.is_set())
+                task_status.started()
+                with trio.move_on_after(self._start_hold_cap):
+                    await a.wait_until(lambda: a.go_ready or a.done.is_set())
+                if not a.go_ready:
+                    log.info("neonize start of session %s still running after %g s; releasing the exclusive lock",
+                             self.session_id, self._start_hold_cap)
+                a.release_start_hold(self._lock)
+                await self._supervise(a)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._stop(a)
+        finally:
+            self._running = False
+
+    async def _supervise(self, a: Attempt) -> None:
+        while True:
+            if a.logged_out is not None:
+                await self._stop(a)
+                try:
+                    await a.events.send(LoggedOut(reason=a.logged_out))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                return
+            if a.stop_flag.is_set():  # disconnect() or logout(), even if connect() failed meanwhile
+                await self._stop(a)
+                return
+            if a.failure is not None:
+                raise a.failure
+            if a.done.is_set():
+                raise ConnectFailed(a.connect_error or "connect() returned without being stopped")
+            pairing = a.qr_seen.is_set() and not (a.connected_once or a.paired)
+            deadline = a.started_at + self._pairing_deadline if pairing else math.inf
+            if trio.current_time() >= deadline:
+                raise PairingTimeout(f"not paired within {self._pairing_deadline:g} s")
+            await a.next_change(deadline)
+
+    def _connect_thread(self, a: Attempt) -> None:
+        error: str | None = None
+        try:
+            self._lock.acquire_write()
+            a.take_start_hold()
+            if a.stop_flag.is_set():
+                return
+            a.go_started = True
+            a.post(launched=True)
+            try:
+                self._client.connect()
+            except Exception as exc:
+                error = nz().conv.go_text(exc)
+        except BaseException as exc:
+            log.exception("neonize connect thread failed (session %s)", self.session_id)
+            error = error or f"connect thread failed: {exc!r}"
+        finally:
+            a.settle_start(self._lock)
+            a.post(done=True, connect_error=error)
+
+    async def _stop(self, a: Attempt) -> None:
+        """Stop the attempt's client (once) and wait, bounded, for its connect() to return."""
+        a.stop_flag.set()
+        a.release_start_hold(self._lock)
+        for scope in list(a.deliveries):
+            scope.cancel()
+        if not a.stop_started:
+            a.stop_started = True
+            # Stop waits in Go for a dial in progress, under the exclusive lock: let the start settle first.
+            with trio.move_on_after(self._stop_timeout):
+                await a.wait_until(lambda: a.go_ready or a.done.is_set())
+            try:
+                await trio.to_thread.run_sync(self._go_stop, a)
+            finally:
+                a.stopped.set()
+                a.wakeup.set()
+        await a.stopped.wait()
+        with trio.move_on_after(self._stop_timeout):
+            await a.done.wait()
+        if not a.done.is_set():
+            log.warning("neonize connect() for session %s did not return %g s after stop",
+                        self.session_id, self._stop_timeout)
+
+    def _go_stop(self, a: Attempt) -> None:
+        with self._lock.write():
+            self._connected = False
+            a.go_stopped = True
+            if a.go_started:
+                try:
+                    self._client.stop()
+                except Exception:
+                    log.exception("neonize stop failed (session %s)", self.session_id)
+
+    async def _wait_previous_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            await trio.to_thread.run_sync(thread.join, self._stop_timeout)
+            if thread.is_alive():
+                raise ConnectFailed("the previous connection of this session is still shutting down")
+
+    async def disconnect(self) -> None:
+        if self._attempt is not None:
+            with trio.CancelScope(shield=True):
+                await self._stop(self._attempt)
+
+    async def logout(self) -> None:
+        a = self._attempt
+        if a is None:
+            raise NotConnected()
+        await self._call(self._client.logout)
+        await self.disconnect()
+
+    async def aclose(self) -> None:
+        """Stop for good (the factory's aclose calls this)."""
+        self._closed = True
+        await self.disconnect()
+
+    async def pair_phone(self, phone_number: str) -> str:
+        a = self._attempt
+        if a is None or not self._running or a.stop_flag.is_set():
+            raise NotConnected("pairing needs a running connection attempt")
+        if a.connected_once or a.paired:
+            raise TransportError("session is already paired")
+        digits = nz().conv.phone_jid(phone_number).User
+        # whatsmeow accepts PairPhone only once the QR flow is up
+        await a.wait_until(lambda: a.qr_seen.is_set() or a.stop_flag.is_set() or a.done.is_set(),
+                           trio.current_time() + self._pair_phone_wait)
+        if not a.qr_seen.is_set() or a.stop_flag.is_set():
+            raise NotConnected("WhatsApp has not offered pairing yet")
+
+        def work() -> str:
+            with self._lock.read():
+                if a.go_stopped or not a.go_started:
+                    raise NotConnected()
+                return self._client.PairPhone(digits, True)
+        return await self._in_thread(work)
+
+    # -- operations ---------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except nz().NeonizeError as exc:
+            raise nz().conv.transport_error(exc) from exc
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` on a worker thread under the shared lock, only while connected."""
+        if not self._connected:
+            raise NotConnected()
+
+        def work() -> Any:
+            with self._lock.read():
+                if not self._connected:  # stop clears it under the exclusive lock
+                    raise NotConnected()
+                return fn(*args)
+        return await self._in_thread(work)
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        lib = nz()
+        to = lib.conv.parse_jid(message.to)
+        if not self._connected:
+            raise NotConnected()
+
+        def upload(data: bytes, media_type: Any) -> Any:
+            with self._lock.read():
+                if not self._connected:
+                    raise NotConnected()
+                return self._client.upload(data, media_type)
+        built = await self._in_thread(lambda: lib.build.build_message(message, upload))
+        resp = await self._call(self._client.send_message, to, built)
+        sent_at = resp.Timestamp if resp.Timestamp > 0 else time.time()  # Go sends seconds
+        return SendResult(message_id=resp.ID, timestamp_ms=int(sent_at * 1000))
+
+    async def is_on_whatsapp(self, phone_numbers: list[str]) -> list[OnWhatsApp]:
+        conv = nz().conv
+        numbers = ["+" + conv.phone_jid(p).User for p in phone_numbers]
+        if not numbers:
+            return []
+        try:
+            found = await self._call(self._client.is_on_whatsapp, *numbers)
+        except TransportError as exc:
+            if "returned nothing" not in exc.reason:  # neonize's text for an empty answer
+                raise
+            found = []
+        return conv.on_whatsapp(numbers, found)
+
+    async def get_contacts(self) -> list[ContactInfo]:
+        contacts = await self._call(lambda: self._client.contact.get_all_contacts())
+        return [c for c in map(nz().conv.contact_info, contacts) if c is not None]
+
+    async def list_groups(self) -> list[GroupInfo]:
+        return [nz().conv.group_info(g) for g in await self._call(self._client.get_joined_groups)]
+
+    async def create_group(self, name: str, participants: list[str]) -> GroupInfo:
+        jids = [nz().conv.parse_jid(p) for p in participants]
+        return nz().conv.group_info(await self._call(self._client.create_group, name, jids))
+
+    async def group_info(self, group_jid: str) -> GroupInfo:
+        return nz().conv.group_info(await self._call(self._client.get_group_info, _group(group_jid)))
+
+    async def update_participants(self, group_jid: str, participants: list[str],
+                                  action: ParticipantAction) -> list[ParticipantResult]:
+        lib = nz()
+        change = {"add": lib.enum.ParticipantChange.ADD, "remove": lib.enum.ParticipantChange.REMOVE}[action]
+        jids = [lib.conv.parse_jid(p) for p in participants]
+        changed = await self._call(self._client.update_group_participants, _group(group_jid), jids, change)
+        return lib.conv.participant_results(participants, changed)
+
+    async def leave_group(self, group_jid: str) -> None:
+        await self._call(self._client.leave_group, _group(group_jid))
+
+    async def send_presence(self, available: bool) -> None:
+        presence = nz().enum.Presence
+        await self._call(self._client.send_presence, presence.AVAILABLE if available else presence.UNAVAILABLE)
+
+    async def subscribe_presence(self, jid: str) -> None:
+        await self._call(self._client.subscribe_presence, nz().conv.parse_jid(jid))
+
+    async def send_typing(self, chat: str, composing: bool) -> None:
+        enum = nz().enum
+        state = enum.ChatPresence.CHAT_PRESENCE_COMPOSING if composing else enum.ChatPresence.CHAT_PRESENCE_PAUSED
+        await self._call(self._client.send_chat_presence, nz().conv.parse_jid(chat), state,
+                         enum.ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+
+
+def _group(jid: str) -> Any:
+    if not jid.endswith("@g.us"):
+        raise RecipientError(f"not a group JID: {jid!r}")
+    return nz().conv.parse_jid(jid)
+
+
+class NeonizeTransportFactory:
+    """Makes one NeonizeTransport per session id and stops them all on `aclose`.
+
+    `store_name(spec)` names a session's device store; the default is
+    `<data_dir>/neonize/<session_id>.sqlite3`. A shared PostgreSQL store
+    (`postgres...`) would need each session's JID to avoid resuming another
+    session's device, and is refused until sessions persist their JID.
+    """
+
+    def __init__(self, *, data_dir: str, pairing_deadline: float = PAIRING_DEADLINE,
+                 store_name: Callable[[SessionSpec], str] | None = None, stop_timeout: float = STOP_TIMEOUT,
+                 start_hold_cap: float = START_HOLD_CAP, max_concurrent_calls: int = MAX_CONCURRENT_CALLS,
+                 lock: RWLock = GO_LOCK) -> None:
+        nz()  # import neonize now, after the gateway configured logging
+        self._data_dir = Path(data_dir)
+        self._store_name = store_name or self._default_store
+        self._options = {"lock": lock, "pairing_deadline": pairing_deadline, "stop_timeout": stop_timeout,
+                         "start_hold_cap": start_hold_cap}
+        self._limiter = trio.CapacityLimiter(max_concurrent_calls)
+        self._transports: dict[str, NeonizeTransport] = {}
+        self._closed = False
+
+    def _default_store(self, spec: SessionSpec) -> str:
+        return str(self._data_dir / "neonize" / f"{spec.session_id}.sqlite3")
+
+    def create(self, spec: SessionSpec) -> NeonizeTransport:
+        """The session's transport; the same object for the same session id (its client must not churn)."""
+        if self._closed:
+            raise RuntimeError("transport factory is closed")
+        if (existing := self._transports.get(spec.session_id)) is not None:
+            return existing
+        if not _SESSION_ID.fullmatch(spec.session_id):
+            raise ValueError(f"session id not usable as a neonize key: {spec.session_id!r}")
+        store = self._store_name(spec)
+        if store.startswith("postgres"):
+            raise ValueError("a shared PostgreSQL device store needs per-session JIDs; not supported yet")
+        Path(store).parent.mkdir(parents=True, exist_ok=True)
+        with _clients_guard:
+            client = _clients.get(spec.session_id)
+            if client is None:
+                client = _clients[spec.session_id] = nz().NewClient(store, uuid=spec.session_id)
+                finalizer = getattr(client, "_stop_finalizer", None)  # weakref.finalize → Stop(uuid)
+                if finalizer is not None:
+                    finalizer.detach()  # only ever stop under the lock
+            elif client.name != store:
+                raise ValueError(f"session {spec.session_id!r} already uses the device store {client.name!r}")
+        transport = NeonizeTransport(spec, client=client, limiter=self._limiter, **self._options)
+        self._transports[spec.session_id] = transport
+        return transport
+
+    async def aclose(self) -> None:
+        self._closed = True
+        async with trio.open_nursery() as nursery:
+            for transport in self._transports.values():
+                nursery.start_soon(transport.aclose)

@@ -1,0 +1,226 @@
+"""The processes bench starts and watches: simulator, gateway, baseline; RSS, fds and CPU from /proc.
+
+With `--spawn`, bench runs `gateway simulator` and `gateway serve` in a
+fresh temporary directory. Load-test settings go through the documented
+environment variables only (`GATEWAY_LIMIT_*=off`, no pacing, private
+webhook URLs allowed, `GATEWAY_QR_WAIT=0`): the gateway's code is the code
+that ships.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from ._http import Client, ProtocolError
+
+# What --spawn sets for a load test. Every one is a documented setting (README, Settings).
+LOAD_SETTINGS: Final = {
+    "GATEWAY_TRANSPORT": "sim",
+    "GATEWAY_LIMIT_SEND": "off",
+    "GATEWAY_LIMIT_API": "off",
+    "GATEWAY_LIMIT_AUTH": "off",
+    "GATEWAY_SEND_MIN_GAP": "0",
+    "GATEWAY_SEND_JITTER": "0",
+    "GATEWAY_QR_WAIT": "0",
+    "GATEWAY_ALLOW_PRIVATE_URLS": "true",
+    "GATEWAY_LOG_LEVEL": "WARNING",
+}
+BENCH_EMAIL: Final = "bench@example.com"
+BENCH_PASSWORD: Final = "bench-password-long-enough"
+PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc/PID/statm."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_SIZE
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat: other load shows here."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    total = sum(ticks[:8])
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def machine_description() -> dict[str, object]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_bytes": mem,
+            "load_average": list(os.getloadavg()), "python": sys.version.split()[0],
+            "kernel": os.uname().release}
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            with trio.move_on_after(timeout):
+                while self.popen.poll() is None:
+                    await trio.sleep(0.05)
+            if self.popen.poll() is None:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _start(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Proc:
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    return Proc(name, popen, log)
+
+
+async def wait_port(proc: Proc, port: int, timeout: float = 30.0) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            proc.check()
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+async def wait_healthy(proc: Proc, url: str, timeout: float = 60.0) -> None:
+    client = Client(url)
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                proc.check()
+                try:
+                    if (await client.call("GET", "/healthz", timeout=2)).status == 200:
+                        return
+                except (OSError, trio.TooSlowError, ProtocolError):
+                    pass  # not up yet
+                await trio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
+def gateway_env(workdir: Path, sim_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(LOAD_SETTINGS)
+    env.update({"GATEWAY_DATABASE_URL": f"sqlite:///{workdir}/gateway.db", "GATEWAY_DATA_DIR": str(workdir / "data"),
+                "GATEWAY_SIM_URL": sim_url})
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Spawned:
+    """What --spawn started: the gateway and the simulator, a token, and the work directory."""
+
+    workdir: Path
+    gateway: Proc
+    simulator: Proc
+    url: str
+    sim_url: str
+    token: str
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+
+
+async def _admin(env: dict[str, str], *args: str) -> str:
+    result = await trio.run_process([sys.executable, "-m", "gateway", *args], env=env, capture_stdout=True,
+                                    capture_stderr=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"gateway {' '.join(args[:2])} failed: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode().strip()
+
+
+@asynccontextmanager
+async def spawn_gateway(*, autopair: float = 0.01, receipt_delay: float = 0.05,
+                        extra_env: dict[str, str] | None = None, keep: bool = False) -> AsyncIterator[Spawned]:
+    """A simulator and a gateway in a temporary directory, a user and a token; all gone afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    async with AsyncExitStack() as stack:
+        if not keep:
+            stack.callback(shutil.rmtree, workdir, True)
+        sim_port, port = free_port(), free_port()
+        sim_url, url = f"ws://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
+        env = gateway_env(workdir, sim_url, extra_env)
+        sim = _start("simulator", [sys.executable, "-m", "gateway", "simulator", "--bind", f"127.0.0.1:{sim_port}",
+                                   "--autopair", str(autopair), "--receipt-delay", str(receipt_delay)], env, workdir)
+        stack.push_async_callback(sim.stop)
+        await wait_port(sim, sim_port)
+        await _admin(env, "migrate")
+        await _admin(env, "users", "create", "--email", BENCH_EMAIL, "--password", BENCH_PASSWORD)
+        token = await _admin(env, "tokens", "create", "--email", BENCH_EMAIL, "--name", "bench")
+        gateway = _start("gateway", [sys.executable, "-m", "gateway", "serve", "--bind", f"127.0.0.1:{port}"],
+                         env, workdir)
+        stack.push_async_callback(gateway.stop)
+        await wait_healthy(gateway, url)
+        yield Spawned(workdir=workdir, gateway=gateway, simulator=sim, url=url, sim_url=sim_url, token=token,
+                      env=env)
+
+
+@asynccontextmanager
+async def spawn_baseline(workdir: Path) -> AsyncIterator[tuple[str, Proc]]:
+    """The bare hypercorn-trio server (bench._baseline); yields its URL and process."""
+    port = free_port()
+    proc = _start("baseline", [sys.executable, "-m", "bench._baseline", "--bind", f"127.0.0.1:{port}"],
+                  dict(os.environ), workdir)
+    try:
+        await wait_port(proc, port)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        await proc.stop()

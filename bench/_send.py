@@ -1,0 +1,200 @@
+"""The `send` scenario: accepted requests/s and latency against the bare ceiling, and end-to-end latency.
+
+1. N sessions are created (each with `webhookUrl` pointing at bench's
+   receiver), connected and paired; a recipient phone is registered.
+2. The baseline: the bare hypercorn-trio server, same client, same request,
+   same connections, same duration.
+3. The gateway: C connections post send-message as fast as answers come.
+4. End to end, for a sample of accepted messages: accepted (the 202 came
+   back) → `sent` (the message's status history) and accepted → the
+   `message.sent` webhook reached bench's receiver. If no delivery arrives,
+   webhook latency is reported as unavailable, not as a failure.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import trio
+
+from ._http import Client, Endpoint
+from ._load import LoadResult
+from ._receiver import Receiver, open_receiver, parse_iso
+from ._runs import (
+    Load,
+    Sampler,
+    load_summary,
+    run_baseline,
+    run_phase,
+    send_requests,
+    series,
+)
+from ._setup import BenchSession, SetupError, Target, ready_sessions
+from ._stats import latency_summary, ratio
+from ._ui import Ui
+from ._wrk import run_wrk
+
+FINAL = ("sent", "delivered", "read", "failed")
+
+
+@dataclass
+class SendOptions:
+    sessions: int = 20
+    load: Load = None  # type: ignore[assignment]
+    e2e_sample: int = 500
+    drain_timeout: float = 120.0
+    webhook_wait: float = 5.0
+    webhooks: bool = True
+    wrk_check: bool = True
+
+
+async def prepare(target: Target, ui: Ui, count: int, receiver: Receiver | None, *, prefix: str = "bench"
+                  ) -> tuple[list[BenchSession], str | None]:
+    """Ready sessions, with webhookUrl when a receiver is given; (sessions, why webhooks are off)."""
+    hook = (lambda i: f"{receiver.url}/s/{i}") if receiver is not None else None
+    ui.log(f"preparing {count} CONNECTED sessions")
+    try:
+        return await ready_sessions(target, count, webhook_url=hook, prefix=prefix), None
+    except SetupError as exc:
+        if hook is None or "webhookUrl" not in str(exc):
+            raise
+        note = f"the gateway refused the receiver's webhookUrl ({exc}); set GATEWAY_ALLOW_PRIVATE_URLS=true"
+        ui.log(note)
+        return await ready_sessions(target, count, prefix=prefix), note
+
+
+async def run_send(target: Target, ui: Ui, opts: SendOptions) -> dict[str, Any]:
+    sampler = Sampler(target.gateway_pid)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sampler.run)
+        async with open_receiver() as receiver:
+            sessions, hook_note = await prepare(target, ui, opts.sessions, receiver if opts.webhooks else None)
+            sampler.mark("sessions ready")
+            baseline = await run_baseline(target, ui, opts.load, sessions)
+            wrk = None
+            if opts.wrk_check:
+                wrk = await _wrk_against_baseline(target, opts.load, sessions)
+            endpoint = Endpoint.from_url(target.url)
+            t_load = sampler.mark("gateway load")
+            gateway = await run_phase(ui, f"gateway send ({opts.sessions} sessions)", endpoint,
+                                      send_requests(endpoint, sessions, opts.load.connections), opts.load,
+                                      collect_ids=True)
+            t_drain = sampler.mark("drain")
+            e2e = await end_to_end(target, ui, gateway, sessions, receiver, opts)
+            sampler.mark("done")
+        nursery.cancel_scope.cancel()
+    g, b = load_summary(gateway), load_summary(baseline)
+    cpu = sampler.cpu_between(t_load, t_drain)
+    if cpu is not None:  # the gateway's own CPU (all its threads), from /proc, while it was under load
+        g["gateway_cpu_cores"] = round(cpu / (t_drain - t_load), 2)
+    ratios = {
+        "accepted_per_s": ratio(g["accepted_per_s"], b["requests_per_s"]),
+        "p99": ratio(g["accepted_latency_ms"].get("p99_ms"), b["latency_ms"].get("p99_ms")),
+        "p50": ratio(g["accepted_latency_ms"].get("p50_ms"), b["latency_ms"].get("p50_ms")),
+    }
+    return {
+        "scenario": "send",
+        "parameters": {"sessions": opts.sessions, "connections": opts.load.connections,
+                       "duration_s": opts.load.duration, "warmup_s": opts.load.warmup, "rate": opts.load.rate,
+                       "load_workers": opts.load.workers},
+        "gateway": g, "baseline": b, "ratios": ratios,
+        "client_not_bottleneck": {
+            "bare_faster_than_gateway": b["requests_per_s"] > g["requests_per_s"],
+            "client_cpu_ms_per_request": b["client_cpu_ms_per_request"],
+            "wrk_on_baseline": wrk if wrk is not None else "wrk not installed (or --no-wrk): skipped"},
+        "end_to_end": e2e | ({"webhook_note": hook_note} if hook_note else {}),
+        "targets": {
+            # a paced run offers both servers the same rate: it says nothing about the ceiling
+            "throughput_at_least_0.85x_bare": None if opts.load.rate else _met(ratios["accepted_per_s"],
+                                                                                lambda r: r >= 0.85),
+            "p99_at_most_2x_bare": _met(ratios["p99"], lambda r: r <= 2.0),
+        },
+        "series": {"gateway": series(gateway), "baseline": series(baseline)},
+        "resources": sampler.to_json(),
+    }
+
+
+def _met(value: float | None, test: Any) -> bool | None:
+    return None if value is None else bool(test(value))
+
+
+async def _wrk_against_baseline(target: Target, load: Load, sessions: list[BenchSession]) -> dict[str, Any] | None:
+    from ._procs import spawn_baseline
+
+    async with spawn_baseline(target.workdir) as (url, _):
+        return await run_wrk(url + "/api/v1/send-message", body='{"to":"+15550009999","text":"bench"}',
+                             authorization=sessions[0].auth["Authorization"], connections=load.connections,
+                             seconds=min(5.0, load.duration), workdir=target.workdir)
+
+
+async def end_to_end(target: Target, ui: Ui, result: LoadResult, sessions: list[BenchSession],
+                     receiver: Receiver | None, opts: SendOptions) -> dict[str, Any]:
+    """Accepted → sent (status history) and accepted → webhook received, for a sample of messages."""
+    if not result.ids:
+        return {"available": False, "reason": "no message was accepted"}
+    accepted_at = dict(zip(result.ids, result.id_times.tolist(), strict=True))
+    owner = {mid: sessions[int(c) % len(sessions)] for mid, c in zip(result.ids, result.id_connections.tolist(),
+                                                                       strict=True)}
+    sample = random.Random(7).sample(result.ids, min(opts.e2e_sample, len(result.ids)))
+    load_end = float(result.id_times.max())
+    client = Client(target.url)
+    out: dict[str, Any] = {"accepted": len(result.ids), "sample": len(sample)}
+    try:
+        histories = await _wait_drained(client, owner, sample, opts.drain_timeout, ui)
+    finally:
+        await client.aclose()
+    sent = {m: h["sent"] for m, h in histories.items() if h.get("sent") is not None}
+    lat = [sent[m] - accepted_at[m] for m in sent]
+    out["accepted_to_sent_ms"] = latency_summary(np.maximum(np.asarray(lat), 0)) if lat else {"count": 0}
+    out["not_sent_in_sample"] = len(sample) - len(sent)
+    if sent:
+        # how long the sessions kept sending what had been accepted, after the load stopped
+        out["drain_s_after_load"] = round(max(sent.values()) - load_end, 2)
+    out["webhook"] = await _webhook_latency(receiver, accepted_at, opts.webhook_wait)
+    return out
+
+
+async def _wait_drained(client: Client, owner: dict[str, BenchSession], sample: list[str], timeout: float,
+                        ui: Ui) -> dict[str, dict[str, float | None]]:
+    """Status histories of the sample, once every one is past `sending` (or when `timeout` runs out)."""
+    histories: dict[str, dict[str, float | None]] = {}
+    pending = list(sample)
+    with trio.move_on_after(timeout), ui.task("draining the send queue (sample)", len(sample)) as task:
+        while pending:
+            requests = [client.build("GET", f"/api/v1/messages/{m}", headers=owner[m].auth) for m in pending]
+            still = []
+            for m, r in zip(pending, await client.many(requests, 8), strict=True):
+                body = r.json() if r.status == 200 else None
+                if body is not None and body["status"] in FINAL:
+                    histories[m] = {h["status"]: parse_iso(h["at"]) for h in body["history"]}
+                else:
+                    still.append(m)
+            pending = still
+            task.update(len(histories))
+            if pending:
+                await trio.sleep(0.5)
+    return histories
+
+
+async def _webhook_latency(receiver: Receiver | None, accepted_at: dict[str, float], wait: float) -> dict[str, Any]:
+    if receiver is None:
+        return {"available": False, "reason": "webhooks not requested (--no-webhooks)"}
+    with trio.move_on_after(wait):
+        while len({d.message_id for d in receiver.deliveries if d.event == "message.sent"} & accepted_at.keys()) \
+                < len(accepted_at):
+            await receiver.changed.wait()
+    lat = [d.received_at - accepted_at[d.message_id] for d in receiver.deliveries
+           if d.event == "message.sent" and d.message_id in accepted_at]
+    if not receiver.deliveries:
+        return {"available": False,
+                "reason": f"no webhook delivery reached bench's receiver within {wait:g}s after the queue drained "
+                          "(this gateway build does not deliver webhooks yet)"}
+    events: dict[str, int] = {}
+    for d in receiver.deliveries:
+        events[d.event] = events.get(d.event, 0) + 1
+    return {"available": True, "deliveries": len(receiver.deliveries), "duplicates": receiver.duplicates,
+            "by_event": events, "message_sent_received": len(lat),
+            "accepted_to_webhook_ms": latency_summary(np.maximum(np.asarray(lat), 0)) if lat else {"count": 0}}

@@ -1,0 +1,64 @@
+"""A simulated WhatsApp network: `gateway simulator`, tests, demos and bench.
+
+Run it with `gateway simulator --bind 127.0.0.1:8765 [--autopair SECONDS]
+[--receipt-delay SECONDS]`, or in-process with
+`handle = await nursery.start(serve_simulator, "127.0.0.1", 0)`. Gateways
+reach it through the `sim` transport (`actors._sim`, `GATEWAY_TRANSPORT=sim`);
+tests and bench steer it with `bench.simulator.control.open_sim_control`.
+
+Behaviour
+---------
+- **Accounts** are keyed by E.164 number. A number is on WhatsApp once a
+  session paired as it, or control registered it (`register`): such a
+  "phone" has no gateway session, accepts messages and reads them.
+- **Pairing.** An unpaired session gets `QRCode` events (`2@...`, a new one
+  every 20 s) until control scans one (`scan(session_id, phone)` or
+  `scan_code(code)`), or `--autopair` pairs it after that delay. It pairs as
+  the scanned number, else as the number its spec carries, else as a fresh
+  `+888...` number. `pair_phone` gives an 8-character code that `scan_code`
+  accepts.
+- **Resuming.** Pairing hands the transport device credentials, stored in
+  `<data_dir>/sim/<session_id>.json`. Presenting them resumes the account
+  without a scan, even after the simulator restarted (it trusts and
+  re-registers credentials it does not know) unless the device was logged out.
+- **Messages** go between accounts (1:1, or fanned out to a group's other
+  members). The recipient gets `MessageReceived` with the API type (`text`,
+  `image`, `video`, `audio`, `document`, `sticker`, `location`, `contact`,
+  `poll`) and `data`: media `mimetype`, `file_length`, `sha256` (hex),
+  `filename`, `ptt`; location `latitude`, `longitude`, `name`, `address`;
+  contact `full_name`, `phone_number`, `vcard`; poll `question`, `options`,
+  `selectable_count`; and for every type `quoted` ({message_id, chat, sender,
+  text}), `view_once: true` and `mentions` when set. The sender gets `Receipt`
+  `delivered` once a device got it (or at once for a phone) plus
+  `receipt_delay`, then `read` after another `receipt_delay`. Messages and
+  receipts for an offline device wait in its backlog (10,000 events at most).
+  Sending to a number that is not on WhatsApp raises `RecipientError`.
+- **Deduplication.** A resend with a known (sender, message id) is recorded as
+  a duplicate and not delivered again. The sim transport uses the message's
+  `message_id` attribute when it has one.
+- **Presence** (`send_presence`, `subscribe_presence` → `Presence` to
+  subscribers, the current state at once), **typing** (`ChatPresence` to the
+  peer or group members), **groups** (create, info, list, add/remove with
+  per-participant "404"/"409"/"not-authorized", leave) and **contacts** (every
+  account a session exchanged 1:1 messages with, plus `add_contact`).
+- **Faults** through control: `drop` one session (its `run` raises
+  `ConnectFailed`) or every link; `set_latency` on operations; `set_error_rate`
+  on sends; `logout` (the session gets `LoggedOut`, its pairing is forgotten).
+- **The record** of every accepted message (`messages`, `record_counts`: total,
+  distinct, duplicates) and `statistics()` / control `stats`.
+
+Design: one websocket *link* per gateway process multiplexes all its sessions
+(see `_protocol.py` for frames, batching and credit-based flow control).
+Delivery is at-least-once: events a session had not acknowledged when its link
+dropped are delivered again, with the same message id.
+"""
+
+from ._network import Network
+from ._protocol import Creds, RecordCounts, RecordEntry, SessionInfo, SimStats
+from ._server import SimulatorHandle, run_simulator_cli, serve_simulator
+from .control import SimControl, SimControlError, open_sim_control
+
+__all__ = [
+    "Creds", "Network", "RecordCounts", "RecordEntry", "SessionInfo", "SimControl", "SimControlError", "SimStats",
+    "SimulatorHandle", "open_sim_control", "run_simulator_cli", "serve_simulator",
+]

@@ -1,0 +1,147 @@
+"""What the control channel can ask of the network: pairing, accounts, faults, the record.
+
+Each public method of `ControlOps` is one control operation; its keyword
+arguments are the request's `args`. The control client (`control.py`) is the
+documented way to call them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._messages import OutboundMessage, TextContent
+
+from ._model import OpError, Slot, jid_of, normalize_phone
+from ._network import Network
+from ._protocol import RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats
+
+
+class ControlOps:
+    def __init__(self, network: Network) -> None:
+        self.net = network
+
+    def dispatch(self, op: str, args: dict[str, Any]) -> object:
+        method = getattr(self, op, None) if not op.startswith("_") and op != "dispatch" else None
+        if method is None or not callable(method):
+            raise OpError("error", f"unknown control operation {op!r}")
+        return method(**args)
+
+    # -- pairing --------------------------------------------------------------
+
+    def _pairing_slot(self, session_id: str) -> Slot:
+        slots = [s for s in self.net.find_slots(session_id) if s.device is None]
+        if not slots:
+            raise OpError("error", f"session {session_id!r} is not waiting to pair")
+        if len(slots) > 1:
+            raise OpError("error", f"session {session_id!r} is pairing on {len(slots)} links; scan its code instead")
+        return slots[0]
+
+    def _paired(self, slot: Slot, phone: str | None) -> dict[str, str]:
+        normalized = normalize_phone(phone) if phone else None
+        if phone and normalized is None:
+            raise OpError("error", f"not a phone number: {phone!r}")
+        acc = self.net.pair(slot, normalized)
+        return {"session_id": slot.session_id, "phone": acc.phone, "jid": acc.jid}
+
+    def scan(self, session_id: str, phone: str | None = None) -> dict[str, str]:
+        """The phone `phone` scans this session's QR (no phone: the session's own number or a fresh one)."""
+        return self._paired(self._pairing_slot(session_id), phone)
+
+    def scan_code(self, code: str, phone: str | None = None) -> dict[str, str]:
+        """Pair by the QR string, or by a pairing code from `pair_phone` (dash optional)."""
+        slot = self.net.codes.get(code) or self.net.codes.get(code.replace("-", "").upper())
+        if slot is None:
+            raise OpError("error", "no session shows this code")
+        return self._paired(slot, phone)
+
+    def qr(self, session_id: str) -> str | None:
+        slots = [s for s in self.net.find_slots(session_id) if s.qr is not None]
+        return slots[0].qr if slots else None
+
+    def set_autopair(self, seconds: float | None = None) -> None:
+        self.net.autopair = seconds
+
+    def set_receipt_delay(self, seconds: float) -> None:
+        self.net.receipt_delay = float(seconds)
+
+    # -- accounts ---------------------------------------------------------------
+
+    def register(self, phone: str, push_name: str | None = None, verified_name: str | None = None) -> dict[str, str]:
+        """An account on WhatsApp without a gateway session: a phone that reads what it gets."""
+        normalized = normalize_phone(phone)
+        if normalized is None:
+            raise OpError("error", f"not a phone number: {phone!r}")
+        acc = self.net.account(normalized, push_name=push_name)
+        if verified_name is not None:
+            acc.verified_name = verified_name
+        return {"phone": acc.phone, "jid": acc.jid}
+
+    def set_presence(self, phone: str, available: bool) -> None:
+        acc = self.net.accounts.get(normalize_phone(phone) or "")
+        if acc is None:
+            raise OpError("error", f"{phone} is not registered")
+        self.net.set_presence(acc, available)
+
+    def add_contact(self, owner: str, phone: str, full_name: str | None = None) -> None:
+        self.net.add_contact(owner, phone, full_name)
+
+    def inject(self, sender: str, to: str, text: str, message_id: str | None = None) -> dict[str, object]:
+        """A message typed on `sender`'s phone (registered on the fly) to a number or group."""
+        phone = normalize_phone(sender)
+        if phone is None:
+            raise OpError("error", f"not a phone number: {sender!r}")
+        target = to if "@" in to else jid_of(normalize_phone(to) or to)
+        op = SendOp(message=OutboundMessage(to=target, content=TextContent(body=text)), message_id=message_id)
+        message_id, ts = self.net.send(self.net.account(phone), op, session_id=None)
+        return {"message_id": message_id, "timestamp_ms": ts}
+
+    # -- faults -------------------------------------------------------------------
+
+    def drop(self, session_id: str | None = None) -> int:
+        return self.net.drop(session_id)
+
+    def logout(self, session_id: str | None = None, phone: str | None = None) -> int:
+        if session_id is None and phone is None:
+            raise OpError("error", "logout needs session_id or phone")
+        return self.net.logout(session_id, phone)
+
+    def set_latency(self, seconds: float, session_id: str | None = None) -> None:
+        self._set(self.net.latency, session_id, float(seconds))
+
+    def set_error_rate(self, rate: float, session_id: str | None = None) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise OpError("error", "rate must be between 0 and 1")
+        self._set(self.net.error_rate, session_id, float(rate))
+
+    @staticmethod
+    def _set(table: dict[str | None, float], key: str | None, value: float) -> None:
+        if value:
+            table[key] = value
+        else:
+            table.pop(key, None)
+
+    # -- the record and statistics -----------------------------------------------
+
+    def messages(self, offset: int = 0, limit: int | None = None, sender: str | None = None,
+                 recipient: str | None = None, session_id: str | None = None) -> list[RecordEntry]:
+        sender_jid = jid_of(normalize_phone(sender) or sender) if sender and "@" not in sender else sender
+        recipient_jid = (jid_of(normalize_phone(recipient) or recipient)
+                         if recipient and "@" not in recipient else recipient)
+        out = [e for e in self.net.record[offset:]
+               if (sender_jid is None or e.sender == sender_jid)
+               and (recipient_jid is None or e.recipient == recipient_jid)
+               and (session_id is None or e.session_id == session_id)]
+        return out if limit is None else out[:limit]
+
+    def record_counts(self) -> RecordCounts:
+        return self.net.record_counts()
+
+    def clear_record(self) -> None:
+        self.net.record.clear()
+        self.net.sent.clear()
+
+    def stats(self) -> SimStats:
+        return self.net.statistics()
+
+    def sessions(self) -> list[SessionInfo]:
+        return self.net.sessions()

@@ -1,0 +1,391 @@
+"""The simulated WhatsApp network: accounts, devices, pairing, routing, receipts, the record.
+
+No I/O and no clock of its own: links are `Outbox`es that queue frames, timers
+go through a `Scheduler`, and wall-clock timestamps come from `now_ms`. The
+server (`_server.py`) feeds it decoded frames; tests can drive it directly.
+Social features (groups, presence, contacts) live in `_social.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from actors._jid import is_group_jid
+from actors._transport import Connected, LoggedOut, MessageReceived, QRCode, Receipt, TransportEvent
+
+from ._model import (
+    Account, Device, Item, OpError, Outbox, ReceiptTicket, Slot, describe, jid_of, new_message_id, new_pair_code,
+    new_qr_code, normalize_phone, record_text, recipient_error,
+)
+from ._protocol import (
+    DEFAULT_WINDOW, Attach, Creds, End, Paired, Push, RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats,
+)
+from ._social import SocialMixin
+
+log = logging.getLogger("bench.simulator")
+
+DEFAULT_QR_INTERVAL = 20.0
+MAX_BACKLOG = 10_000  # per device; beyond it the oldest event is dropped and counted
+
+
+class Scheduler(Protocol):
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None: ...
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Network(SocialMixin):
+    def __init__(self, scheduler: Scheduler, *, autopair: float | None = None, receipt_delay: float = 0.5,
+                 qr_interval: float = DEFAULT_QR_INTERVAL, now_ms: Callable[[], int] = wall_ms,
+                 rng: random.Random | None = None) -> None:
+        self.scheduler = scheduler
+        self.autopair = autopair
+        self.receipt_delay = receipt_delay
+        self.qr_interval = qr_interval
+        self.now_ms = now_ms
+        self.rng = rng or random.Random()
+        self.window = DEFAULT_WINDOW
+        self.links: set[Outbox] = set()
+        self.windows: dict[int, int] = {}  # link id → credit window
+        self.accounts: dict[str, Account] = {}  # E.164 → account
+        self.devices: dict[str, Device] = {}
+        self.revoked: set[str] = set()  # device ids logged out: their stale credentials get LoggedOut
+        self.codes: dict[str, Slot] = {}  # current QR or pairing code → slot
+        self.latency: dict[str | None, float] = {}  # session id (None: every session) → seconds
+        self.error_rate: dict[str | None, float] = {}
+        self.record: list[RecordEntry] = []
+        self.sent: dict[tuple[str, str], int] = {}  # (sender jid, message id) → timestamp
+        self.counters = dict(events_pushed=0, receipts=0, send_failures=0, backlog_dropped=0)
+        super().__init__()
+
+    # -- registry -----------------------------------------------------------
+
+    def account(self, phone: str, *, push_name: str | None = None) -> Account:
+        acc = self.accounts.get(phone)
+        if acc is None:
+            acc = Account(phone, jid_of(phone), push_name=push_name or f"Sim {phone[-4:]}")
+            self.accounts[phone] = acc
+        elif push_name:
+            acc.push_name = push_name
+        return acc
+
+    def fresh_phone(self) -> str:
+        while True:  # +888 is unassigned; 10 random digits make clashes after a restart unlikely
+            phone = "+888" + "".join(self.rng.choice("0123456789") for _ in range(10))
+            if phone not in self.accounts:
+                return phone
+
+    # -- links and sessions ---------------------------------------------------
+
+    def link_opened(self, link: Outbox, window: int) -> None:
+        self.links.add(link)
+        self.windows[link.id] = max(1, window)
+
+    def link_closed(self, link: Outbox) -> None:
+        for slot in list(link.slots.values()):
+            self._detach(slot)
+        link.slots.clear()
+        self.links.discard(link)
+        self.windows.pop(link.id, None)
+
+    def attach(self, link: Outbox, frame: Attach) -> None:
+        old = link.slots.pop(frame.session, None)
+        if old is not None:
+            self._detach(old)
+        slot = Slot(link, frame.session, requested_phone=normalize_phone(frame.phone) if frame.phone else None)
+        link.slots[frame.session] = slot
+        if frame.creds is not None:
+            self._resume(slot, frame.creds)
+            return
+        self._rotate_qr(slot, slot.generation)
+        if self.autopair is not None:
+            if self.autopair <= 0:
+                self.pair(slot, None)
+            else:
+                self.scheduler.call_later(self.autopair, self._autopair, slot, slot.generation)
+
+    def _resume(self, slot: Slot, creds: Creds) -> None:
+        device = self.devices.get(creds.device_id)
+        if creds.device_id in self.revoked or (device is not None and (
+                device.token != creds.token or device.account.phone != creds.phone)):
+            self._end(slot, "logged_out", "device was logged out", notify=True)
+            return
+        if device is None:  # the simulator restarted: trust the device store, like a real server would
+            phone = normalize_phone(creds.phone)
+            if phone is None:
+                self._end(slot, "logged_out", "invalid device credentials", notify=True)
+                return
+            device = Device(creds.device_id, creds.token, self.account(phone), slot.session_id)
+            device.account.devices[device.device_id] = device
+            self.devices[device.device_id] = device
+        if device.slot is not None and device.slot is not slot:
+            old = device.slot
+            old.link.enqueue(End(session=old.session_id, kind="dropped", reason="stream replaced"))
+            old.link.slots.pop(old.session_id, None)
+            self._detach(old)
+        self._bind(slot, device)
+
+    def _bind(self, slot: Slot, device: Device) -> None:
+        self._stop_pairing(slot)
+        slot.device = device
+        device.slot = slot
+        device.session_id = slot.session_id
+        acc = device.account
+        device.backlog.appendleft(Item(Connected(jid=acc.jid, phone_number=acc.phone, push_name=acc.push_name),
+                                       durable=False))
+        self.pump(device)
+
+    def detach(self, link: Outbox, session_id: str) -> None:
+        slot = link.slots.pop(session_id, None)
+        if slot is not None:
+            self._detach(slot)
+
+    def _detach(self, slot: Slot) -> None:
+        slot.closed = True
+        self._stop_pairing(slot)
+        device = slot.device
+        if device is not None and device.slot is slot:
+            device.slot = None
+            device.backlog.extendleft(reversed([i for i in slot.inflight if i.durable]))
+        slot.inflight.clear()
+
+    def _end(self, slot: Slot, kind: str, reason: str, *, notify: bool) -> None:
+        """End a slot from the server side (fault, logout, stale credentials)."""
+        if notify:
+            slot.link.enqueue(Push(session=slot.session_id, event=LoggedOut(reason=reason)))
+        slot.link.enqueue(End(session=slot.session_id, kind=kind, reason=reason))  # type: ignore[arg-type]
+        if slot.link.slots.get(slot.session_id) is slot:
+            del slot.link.slots[slot.session_id]
+        self._detach(slot)
+
+    # -- pairing --------------------------------------------------------------
+
+    def _rotate_qr(self, slot: Slot, generation: int) -> None:
+        if slot.closed or slot.device is not None or slot.generation != generation:
+            return
+        if slot.qr is not None:
+            self.codes.pop(slot.qr, None)
+        slot.qr = new_qr_code()
+        self.codes[slot.qr] = slot
+        slot.link.enqueue(Push(session=slot.session_id, event=QRCode(code=slot.qr)))
+        self.scheduler.call_later(self.qr_interval, self._rotate_qr, slot, generation)
+
+    def _autopair(self, slot: Slot, generation: int) -> None:
+        if not slot.closed and slot.device is None and slot.generation == generation:
+            self.pair(slot, None)
+
+    def _stop_pairing(self, slot: Slot) -> None:
+        slot.generation += 1
+        for code in (slot.qr, slot.pair_code):
+            if code is not None and self.codes.get(code) is slot:
+                del self.codes[code]
+        slot.qr = slot.pair_code = None
+
+    def pair(self, slot: Slot, phone: str | None) -> Account:
+        """The phone scanned this slot's QR (or entered its code): a new device for `phone`."""
+        if slot.closed or slot.device is not None:
+            raise OpError("error", f"session {slot.session_id} is not waiting to pair")
+        phone = phone or slot.pair_code_phone or slot.requested_phone or self.fresh_phone()
+        acc = self.account(phone)
+        device = Device(secrets.token_hex(8), secrets.token_urlsafe(24), acc, slot.session_id)
+        acc.devices[device.device_id] = device
+        self.devices[device.device_id] = device
+        slot.link.enqueue(Paired(session=slot.session_id,
+                                 creds=Creds(phone=phone, device_id=device.device_id, token=device.token)))
+        self._bind(slot, device)
+        return acc
+
+    def pair_phone(self, slot: Slot, phone: str) -> str:
+        if slot.device is not None:
+            raise OpError("error", "already paired")
+        normalized = normalize_phone(phone)
+        if normalized is None:
+            raise OpError("error", f"not a phone number: {phone!r}")
+        if slot.pair_code is not None:
+            self.codes.pop(slot.pair_code, None)
+        slot.pair_code, slot.pair_code_phone = new_pair_code(), normalized
+        self.codes[slot.pair_code] = slot
+        return slot.pair_code
+
+    def revoke(self, device: Device) -> None:
+        """Forget a pairing: the device's credentials stop working."""
+        self.revoked.add(device.device_id)
+        self.devices.pop(device.device_id, None)
+        device.account.devices.pop(device.device_id, None)
+        device.backlog.clear()
+        slot = device.slot
+        if slot is not None:
+            if slot.link.slots.get(slot.session_id) is slot:
+                del slot.link.slots[slot.session_id]
+            self._detach(slot)
+
+    # -- faults -------------------------------------------------------------------
+
+    def drop(self, session_id: str | None) -> int:
+        """Drop one session's connection (its `run` sees ConnectFailed), or every link."""
+        if session_id is None:
+            links = list(self.links)
+            for link in links:
+                link.close()
+            return len(links)
+        slots = self.find_slots(session_id)
+        for slot in slots:
+            self._end(slot, "dropped", "connection dropped by the simulator", notify=False)
+        return len(slots)
+
+    def logout(self, session_id: str | None = None, phone: str | None = None,
+               reason: str = "logged out from the phone") -> int:
+        """Unlink devices (by session or by account): online ones get LoggedOut, all forget their pairing."""
+        if phone is not None:
+            acc = self.accounts.get(normalize_phone(phone) or "")
+            devices = list(acc.devices.values()) if acc else []
+        else:
+            devices = [d for d in self.devices.values() if d.session_id == session_id]
+        for device in devices:
+            if device.slot is not None:
+                self._end(device.slot, "logged_out", reason, notify=True)
+            self.revoke(device)
+        return len(devices)
+
+    # -- delivery ---------------------------------------------------------------
+
+    def push(self, device: Device, item: Item) -> None:
+        if device.slot is None and not item.durable:
+            return
+        if len(device.backlog) >= MAX_BACKLOG:
+            device.backlog.popleft()
+            self.counters["backlog_dropped"] += 1
+        device.backlog.append(item)
+        self.pump(device)
+
+    def pump(self, device: Device) -> None:
+        slot = device.slot
+        if slot is None:
+            return
+        window = self.windows.get(slot.link.id, self.window)
+        while device.backlog and len(slot.inflight) < window:
+            item = device.backlog.popleft()
+            slot.inflight.append(item)
+            slot.link.enqueue(Push(session=slot.session_id, event=item.event))
+            self.counters["events_pushed"] += 1
+            ticket = item.ticket
+            if ticket is not None and not ticket.done:
+                ticket.done = True
+                self._schedule_receipts(ticket)
+
+    def ack(self, link: Outbox, session_id: str, count: int) -> None:
+        slot = link.slots.get(session_id)
+        if slot is None or slot.device is None:
+            return
+        for _ in range(min(count, len(slot.inflight))):
+            slot.inflight.popleft()
+        self.pump(slot.device)
+
+    def _schedule_receipts(self, ticket: ReceiptTicket) -> None:
+        # "delivered" when it reached a device, "read" as if a person then opened the chat.
+        self.scheduler.call_later(self.receipt_delay, self._receipt, ticket, "delivered")
+        self.scheduler.call_later(2 * self.receipt_delay, self._receipt, ticket, "read")
+
+    def _receipt(self, ticket: ReceiptTicket, kind: str) -> None:
+        event = Receipt(message_ids=[ticket.message_id], chat=ticket.chat, sender=ticket.participant,
+                        type=kind, timestamp_ms=self.now_ms())  # type: ignore[arg-type]
+        self.counters["receipts"] += 1
+        for device in list(ticket.sender.devices.values()):
+            self.push(device, Item(event, durable=True))
+
+    def deliver(self, recipient: Account, event: MessageReceived, ticket: ReceiptTicket | None) -> None:
+        if not recipient.devices:  # a phone without a gateway session reads everything it gets
+            if ticket is not None:
+                ticket.done = True
+                self._schedule_receipts(ticket)
+            return
+        for device in list(recipient.devices.values()):
+            self.push(device, Item(event, durable=True, ticket=ticket))
+
+    def send(self, sender: Account, op: SendOp, *, session_id: str | None) -> tuple[str, int]:
+        """Route one message; returns (message id, timestamp). Resends of a known id are recorded, not routed."""
+        message = op.message
+        if self.rng.random() < self.error_rate.get(session_id, self.error_rate.get(None, 0.0)):
+            self.counters["send_failures"] += 1
+            raise OpError("error", "simulated send failure")
+        message_id = op.message_id or new_message_id()
+        kind, text, data = describe(message)
+        known = self.sent.get((sender.jid, message_id))
+        if known is not None:
+            self._record(message_id, sender, message.to, kind, known, session_id, text, duplicate=True)
+            return message_id, known
+        if is_group_jid(message.to):
+            group = self.groups.get(message.to)
+            if group is None:
+                raise recipient_error(f"group {message.to} not found")
+            if sender.jid not in group.roles:
+                raise recipient_error(f"not a participant of {message.to}")
+            recipients = [self.accounts[p] for p in map(normalize_phone, group.roles)
+                          if p is not None and p in self.accounts and p != sender.phone]
+        else:
+            phone = normalize_phone(message.to)
+            if phone is None:
+                raise recipient_error(f"invalid recipient {message.to!r}")
+            if phone not in self.accounts:
+                raise recipient_error(f"{message.to} is not on WhatsApp")
+            recipients = [self.accounts[phone]]
+        ts = self.now_ms()
+        self.sent[(sender.jid, message_id)] = ts
+        self._record(message_id, sender, message.to, kind, ts, session_id, text, duplicate=False)
+        is_group = is_group_jid(message.to)
+        for recipient in recipients:
+            event = MessageReceived(message_id=message_id, chat=message.to if is_group else sender.jid,
+                                    sender=sender.jid, sender_phone=sender.phone, push_name=sender.push_name,
+                                    is_group=is_group, timestamp_ms=ts, type=kind, text=text, data=data)
+            ticket = ReceiptTicket(sender, message_id, message.to if is_group else recipient.jid,
+                                   recipient.jid if is_group else None)
+            if not is_group:
+                sender.contacts.setdefault(recipient.jid, None)
+                recipient.contacts.setdefault(sender.jid, None)
+            self.deliver(recipient, event, ticket)
+        return message_id, ts
+
+    def _record(self, message_id: str, sender: Account, to: str, kind: str, ts: int, session_id: str | None,
+                text: str | None, *, duplicate: bool) -> None:
+        self.record.append(RecordEntry(seq=len(self.record) + 1, message_id=message_id, sender=sender.jid,
+                                       recipient=to, type=kind, timestamp_ms=ts, duplicate=duplicate,
+                                       session_id=session_id, text=record_text(text)))
+
+    def record_counts(self) -> RecordCounts:
+        total = len(self.record)
+        return RecordCounts(total=total, distinct=len(self.sent), duplicates=total - len(self.sent))
+
+    # -- introspection ----------------------------------------------------------
+
+    def find_slots(self, session_id: str) -> list[Slot]:
+        return [s for link in self.links if (s := link.slots.get(session_id)) is not None]
+
+    def sessions(self) -> list[SessionInfo]:
+        return [SessionInfo(session_id=s.session_id, link=link.id, connected=s.device is not None,
+                            phone=s.device.account.phone if s.device else None, qr=s.qr)
+                for link in self.links for s in link.slots.values()]
+
+    def statistics(self) -> SimStats:
+        slots = [s for link in self.links for s in link.slots.values()]
+        connected = sum(1 for s in slots if s.device is not None)
+        c = self.counters
+        return SimStats(links=len(self.links), sessions_attached=len(slots), sessions_connected=connected,
+                        sessions_pairing=len(slots) - connected, accounts=len(self.accounts),
+                        devices=len(self.devices), groups=len(self.groups), messages_routed=len(self.sent),
+                        duplicates=len(self.record) - len(self.sent), events_pushed=c["events_pushed"],
+                        receipts=c["receipts"], send_failures=c["send_failures"],
+                        backlog=sum(len(d.backlog) for d in self.devices.values()),
+                        backlog_dropped=c["backlog_dropped"])
+
+    def notify(self, account: Account, event: TransportEvent) -> None:
+        """Push an ephemeral event (presence, typing) to an account's online devices."""
+        for device in list(account.devices.values()):
+            if device.slot is not None:
+                self.push(device, Item(event, durable=False))

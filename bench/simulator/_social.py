@@ -1,0 +1,207 @@
+"""Operations a paired session calls (groups, presence, contacts, lookups), and their dispatch.
+
+A mixin of `_network.Network`: it shares the registry and delivery helpers.
+Per-participant group results use WhatsApp's codes: "404" for a number that is
+not on WhatsApp (or not in the group, on remove), "409" for one already in the
+group, "not-authorized" when the caller is not an admin.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from actors._jid import phone_from_jid
+from actors._messages import SendResult
+from actors._transport import (
+    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, OnWhatsApp, ParticipantResult, Presence,
+)
+
+from ._model import Account, Group, OpError, Outbox, jid_of, normalize_phone, recipient_error
+from ._protocol import (
+    AnyOp, ContactsOp, CreateGroupOp, GroupInfoOp, LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, PairPhoneOp,
+    SendOp, SendPresenceOp, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
+)
+
+if TYPE_CHECKING:
+    from ._network import Network
+
+MAX_GROUP_NAME = 100
+
+
+class SocialMixin:
+    def __init__(self) -> None:
+        self.groups: dict[str, Group] = {}
+        self._group_seq = random.randrange(10**11)
+
+    def call(self: Network, link: Outbox, session_id: str, op: AnyOp) -> object:
+        """Run one operation for the session `session_id` on `link`; raises OpError."""
+        slot = link.slots.get(session_id)
+        if slot is None:
+            raise OpError("not_connected", "session is not attached")
+        if isinstance(op, PairPhoneOp):
+            return self.pair_phone(slot, op.phone)
+        if slot.device is None:
+            raise OpError("not_connected", "session is not paired")
+        device = slot.device
+        me = device.account
+        match op:
+            case SendOp():
+                message_id, ts = self.send(me, op, session_id=session_id)
+                return SendResult(message_id=message_id, timestamp_ms=ts)
+            case OnWhatsAppOp(phones=phones):
+                return [self.on_whatsapp(p) for p in phones]
+            case ContactsOp():
+                return self.contacts(me)
+            case ListGroupsOp():
+                return [self.group_view(self.groups[g]) for g in sorted(me.groups) if g in self.groups]
+            case CreateGroupOp(name=name, participants=participants):
+                return self.create_group(me, name, participants)
+            case GroupInfoOp(jid=jid):
+                return self.group_view(self.member_group(me, jid))
+            case UpdateParticipantsOp(jid=jid, participants=participants, action=action):
+                return self.update_participants(me, jid, participants, action)
+            case LeaveGroupOp(jid=jid):
+                self.leave_group(me, jid)
+            case SendPresenceOp(available=available):
+                self.set_presence(me, available)
+            case SubscribePresenceOp(jid=jid):
+                self.subscribe(me, jid)
+            case TypingOp(chat=chat, composing=composing):
+                self.typing(me, chat, composing)
+            case LogoutOp():
+                self.revoke(device)
+            case _:  # pragma: no cover - the op union is closed
+                raise OpError("error", f"unsupported operation {type(op).__name__}")
+        return None
+
+    # -- lookups --------------------------------------------------------------
+
+    def on_whatsapp(self: Network, asked: str) -> OnWhatsApp:
+        phone = normalize_phone(asked)
+        acc = self.accounts.get(phone) if phone else None
+        if acc is None:
+            return OnWhatsApp(phone_number=asked, exists=False)
+        return OnWhatsApp(phone_number=asked, exists=True, jid=acc.jid, verified_name=acc.verified_name)
+
+    def contacts(self: Network, me: Account) -> list[ContactInfo]:
+        out = []
+        for jid, full_name in sorted(me.contacts.items()):
+            phone = phone_from_jid(jid)
+            other = self.accounts.get(phone) if phone else None
+            out.append(ContactInfo(jid=jid, phone_number=phone, full_name=full_name,
+                                   push_name=other.push_name if other else None,
+                                   business_name=other.verified_name if other else None))
+        return out
+
+    def add_contact(self: Network, owner: str, phone: str, full_name: str | None = None) -> None:
+        me = self.accounts.get(normalize_phone(owner) or "")
+        other = normalize_phone(phone)
+        if me is None or other is None:
+            raise OpError("error", "unknown owner or invalid phone")
+        me.contacts[jid_of(other)] = full_name
+
+    # -- groups ---------------------------------------------------------------
+
+    def group_view(self, group: Group) -> GroupInfo:
+        return GroupInfo(jid=group.jid, name=group.name, topic=group.topic, owner=group.owner,
+                         created_at_ms=group.created_at_ms,
+                         participants=[GroupParticipant(jid=jid, phone_number=phone_from_jid(jid),
+                                                        is_admin=role >= 1, is_super_admin=role == 2)
+                                       for jid, role in group.roles.items()])
+
+    def member_group(self, me: Account, jid: str) -> Group:
+        group = self.groups.get(jid)
+        if group is None:
+            raise recipient_error(f"group {jid} not found")
+        if me.jid not in group.roles:
+            raise recipient_error(f"not-authorized: not a participant of {jid}")
+        return group
+
+    def create_group(self: Network, me: Account, name: str, participants: list[str]) -> GroupInfo:
+        if not name.strip() or len(name) > MAX_GROUP_NAME:
+            raise OpError("error", f"group name must be 1-{MAX_GROUP_NAME} characters")
+        self._group_seq += 1
+        group = Group(jid=f"120363{self._group_seq:012d}@g.us", name=name, owner=me.jid,
+                      created_at_ms=self.now_ms(), roles={me.jid: 2})
+        me.groups.add(group.jid)
+        for asked in participants:  # numbers not on WhatsApp are left out, as WhatsApp does
+            phone = normalize_phone(asked)
+            if phone is not None and phone in self.accounts and phone != me.phone:
+                group.roles[jid_of(phone)] = 0
+                self.accounts[phone].groups.add(group.jid)
+        self.groups[group.jid] = group
+        return self.group_view(group)
+
+    def update_participants(self: Network, me: Account, jid: str, participants: list[str],
+                            action: str) -> list[ParticipantResult]:
+        group = self.member_group(me, jid)
+        results = []
+        for asked in participants:
+            phone = normalize_phone(asked)
+            pjid = jid_of(phone) if phone else asked
+            if group.roles[me.jid] < 1:
+                results.append(ParticipantResult(jid=pjid, ok=False, error="not-authorized"))
+            elif action == "add":
+                if phone is None or phone not in self.accounts:
+                    results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
+                elif pjid in group.roles:
+                    results.append(ParticipantResult(jid=pjid, ok=False, error="409"))
+                else:
+                    group.roles[pjid] = 0
+                    self.accounts[phone].groups.add(jid)
+                    results.append(ParticipantResult(jid=pjid, ok=True))
+            elif pjid not in group.roles:
+                results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
+            else:
+                self._remove_member(group, pjid)
+                results.append(ParticipantResult(jid=pjid, ok=True))
+        return results
+
+    def leave_group(self: Network, me: Account, jid: str) -> None:
+        self._remove_member(self.member_group(me, jid), me.jid)
+
+    def _remove_member(self: Network, group: Group, jid: str) -> None:
+        del group.roles[jid]
+        member = self.accounts.get(phone_from_jid(jid) or "")
+        if member is not None:
+            member.groups.discard(group.jid)
+        if not group.roles:
+            del self.groups[group.jid]
+        elif not any(role >= 1 for role in group.roles.values()):
+            group.roles[next(iter(group.roles))] = 1  # WhatsApp promotes someone when the last admin leaves
+
+    # -- presence -------------------------------------------------------------
+
+    def set_presence(self: Network, me: Account, available: bool) -> None:
+        me.available = available
+        if not available:
+            me.last_seen_ms = self.now_ms()
+        event = Presence(jid=me.jid, available=available, last_seen_ms=me.last_seen_ms)
+        for phone in list(me.subscribers):
+            watcher = self.accounts.get(phone)
+            if watcher is not None:
+                self.notify(watcher, event)
+
+    def subscribe(self: Network, me: Account, jid: str) -> None:
+        phone = normalize_phone(jid)
+        target = self.accounts.get(phone) if phone else None
+        if target is None:
+            raise recipient_error(f"{jid} is not on WhatsApp")
+        target.subscribers.add(me.phone)
+        self.notify(me, Presence(jid=target.jid, available=target.available, last_seen_ms=target.last_seen_ms))
+
+    def typing(self: Network, me: Account, chat: str, composing: bool) -> None:
+        state = "composing" if composing else "paused"
+        if chat.endswith("@g.us"):
+            group = self.member_group(me, chat)
+            for jid in group.roles:
+                member = self.accounts.get(phone_from_jid(jid) or "")
+                if member is not None and member is not me:
+                    self.notify(member, ChatPresence(chat=chat, sender=me.jid, state=state))
+            return
+        phone = normalize_phone(chat)
+        peer = self.accounts.get(phone) if phone else None
+        if peer is None:
+            raise recipient_error(f"{chat} is not on WhatsApp")
+        self.notify(peer, ChatPresence(chat=me.jid, sender=me.jid, state=state))

@@ -1,0 +1,188 @@
+"""The `gateway` command: serve, migrate, users, tokens, nodes, simulator."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._config import Config, ConfigError
+
+log = logging.getLogger("gateway.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Trio WhatsApp gateway")
+    parser.add_argument("--database-url", help="overrides GATEWAY_DATABASE_URL")
+    parser.add_argument("--log-level", help="overrides GATEWAY_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (hypercorn, trio worker)")
+    serve.add_argument("--bind", help="HOST:PORT; overrides GATEWAY_BIND and $PORT")
+    serve.add_argument("--transport", choices=["whatsapp", "sim"], help="overrides GATEWAY_TRANSPORT")
+    serve.add_argument("--sim-url", help="overrides GATEWAY_SIM_URL")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="run N processes on the public port (needs PostgreSQL); overrides GATEWAY_WORKERS")
+    # Set by `--workers` on the processes it starts: the inherited listening socket, and which worker this is.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("nodes", help="list cluster nodes, their heartbeats and how many sessions each runs")
+
+    sim = sub.add_parser("simulator", help="run the simulated WhatsApp network (tests, demos, bench)")
+    sim.add_argument("--bind", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765)")
+    sim.add_argument("--autopair", type=float, metavar="SECONDS",
+                     help="pair every connecting session after SECONDS, without a QR scan")
+    sim.add_argument("--receipt-delay", type=float, default=0.5, metavar="SECONDS",
+                     help="delay before delivered and read receipts (default 0.5)")
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    create_user = users.add_parser("create", help="create a user")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--password", required=True)
+
+    tokens = sub.add_parser("tokens", help="manage personal access tokens").add_subparsers(
+        dest="action", required=True)
+    create_token = tokens.add_parser("create", help="create a token; prints it alone on stdout")
+    create_token.add_argument("--email", required=True)
+    create_token.add_argument("--name", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulator":
+        from bench.simulator import run_simulator_cli
+
+        return run_simulator_cli(args.bind, autopair=args.autopair, receipt_delay=args.receipt_delay)
+    overrides = {
+        "database_url": args.database_url,
+        "log_level": args.log_level,
+        "bind": args.bind if args.command == "serve" else None,
+        "transport": getattr(args, "transport", None),
+        "sim_url": getattr(args, "sim_url", None),
+        "workers": getattr(args, "workers", None),
+    }
+    try:
+        config = Config.from_env(**overrides)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from ._logging import configure_logging
+
+    configure_logging(config.log_level)
+    try:
+        if args.command == "serve":
+            return serve(config, listen_fd=args.listen_fd, worker_index=args.worker_index)
+        return trio.run(_run_admin, config, args)
+    except _AdminError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+class _AdminError(Exception):
+    pass
+
+
+async def _run_admin(config: Config, args: argparse.Namespace) -> int:
+    from ._accounts import AccountError, Accounts
+    from .store import StoreError, open_store
+
+    try:
+        store = await open_store(config.database_url)
+    except StoreError as exc:
+        raise _AdminError(str(exc)) from None
+    try:
+        if args.command == "migrate":
+            applied = await store.migrate()
+            print(f"migrated to version {await store.schema_version()} (applied: {applied or 'none'})",
+                  file=sys.stderr)
+            return 0
+        if args.command == "nodes":
+            return await _print_nodes(config, store)
+        await store.migrate()
+        accounts = Accounts(store)
+        try:
+            if args.command == "users":
+                user = await accounts.create_user(args.email, args.password)
+                print(f"created user {user.email} ({user.id})", file=sys.stderr)
+                return 0
+            if args.command == "tokens":
+                _, plaintext = await accounts.create_token(args.email, args.name)
+                print(plaintext)
+                return 0
+        except AccountError as exc:
+            raise _AdminError(str(exc)) from None
+    finally:
+        await store.aclose()
+    raise _AdminError(f"unknown command {args.command}")
+
+
+async def _print_nodes(config: Config, store: object) -> int:
+    from .store import now_ms
+
+    if not config.cluster:
+        print("single node: the SQLite store runs one process, with every session", file=sys.stderr)
+        return 0
+    nodes = await store.list_nodes()  # type: ignore[attr-defined]
+    print(f"{'node':<44} {'state':<6} {'sessions':>8} {'heartbeat':>10}  address")
+    at = now_ms()
+    for n in nodes:
+        print(f"{n.id:<44} {'alive' if n.alive else 'dead':<6} {n.leases:>8} "
+              f"{(at - n.heartbeat_at) / 1000:>9.1f}s  {n.address or '-'}")
+    return 0
+
+
+def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0) -> int:
+    """Run hypercorn with the app: on `config.bind`, or on an inherited socket (`--workers` children).
+
+    In cluster mode the node also listens on its internal address, for requests
+    routed from other nodes; the socket is bound first so its real port is known
+    before the app registers the node."""
+    from hypercorn.config import Config as HyperConfig
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from .app import create_app
+    from .cluster._workers import bind_internal, serve_workers
+
+    if config.workers > 1 and listen_fd is None:
+        return serve_workers(config)
+    hyper = HyperConfig()
+    hyper.bind = [f"fd://{listen_fd}" if listen_fd is not None else config.bind]
+    node_address = ""
+    if config.cluster:
+        internal, node_address = bind_internal(config, worker_index)
+        hyper.bind.append(f"fd://{internal.detach()}")  # hypercorn owns the descriptor from here
+    hyper.worker_class = "trio"
+    hyper.graceful_timeout = config.shutdown_timeout
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger("hypercorn.error")
+    app = create_app(config, node_address=node_address)
+    # Everything built so far (modules, the app) lives for the whole process: keep it out of every
+    # collection, and collect the young generation less often. With thousands of sessions the default
+    # thresholds spent most of a start-up in full collections.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+                return
+
+    async def run() -> None:
+        log.info("serving", extra={"fields": {"bind": config.bind, "transport": config.transport,
+                                              "node_address": node_address or None, "worker": worker_index}})
+        await hypercorn_serve(app, hyper, shutdown_trigger=shutdown_trigger)
+
+    trio.run(run)
+    return 0

@@ -1,0 +1,194 @@
+"""Prometheus metrics: one registry per app, live numbers read at scrape time.
+
+`GatewayMetrics` owns a private `CollectorRegistry` (never the global one, so
+several apps in one process do not collide). Two kinds of numbers go in it:
+
+- pushed: request latency by method, route (the URL rule, so ids do not
+  become labels) and status, observed by the app's after-request hook; and the
+  webhook hooks below, for code that prefers to count as it goes;
+- pulled: everything the gateway's components already count is read from
+  them when /metrics is scraped (`supervisor.statistics()`, each actor's
+  `statistics()`, `rates.rejections`, the event bus, the webhook dispatcher's
+  `statistics()` when the gateway has one). Nothing is copied on the hot path.
+
+Webhook delivery reports here in either of two ways (use one, not both):
+- pull: give the `Gateway` a `webhooks` (or `dispatcher`) attribute whose
+  `statistics()` has `attempts`, `delivered`, `retried`, `dead` and
+  `outcomes` (`gateway.webhooks.DispatcherStatistics` does);
+- push: call `metrics.webhook_attempt(outcome)` after each attempt (outcome
+  such as `2xx`, `5xx`, `429`, `timeout`, `connect`) and
+  `metrics.webhook_result(result)` when a delivery ends (`delivered`, `dead`)
+  or is scheduled again (`retried`). The app's `GatewayMetrics` is
+  `app.extensions["metrics"]`.
+Both feed the same families: `gateway_webhook_attempts_total{outcome}` and
+`gateway_webhook_deliveries_total{result}`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from actors import SessionState
+
+if TYPE_CHECKING:
+    from ._gateway import Gateway
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+# Seconds. The gateway answers most requests in 1-20 ms; the tail buckets catch store stalls.
+LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+                          0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED_ROUTE: Final = "unmatched"  # 404s for paths with no route: one label value, not one per path
+WEBHOOK_RESULTS: Final = ("delivered", "retried", "dead")
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.request_seconds = Histogram(
+            "gateway_http_request_duration_seconds", "HTTP request latency, by method, route and status.",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._children: dict[tuple[str, str, int], Any] = {}
+        self._webhook_attempts: Counter[str] = Counter()
+        self._webhook_results: Counter[str] = Counter()
+        self._gateway: Callable[[], Gateway | None] = lambda: None
+        self.registry.register(_GatewayCollector(self))
+
+    def bind(self, gateway: Callable[[], Gateway | None]) -> None:
+        """Where the live components are found at scrape time (None while starting or stopping)."""
+        self._gateway = gateway
+
+    # -- pushed ------------------------------------------------------------------------
+
+    def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        key = (method, route or UNMATCHED_ROUTE, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.request_seconds.labels(key[0], key[1], str(status))
+        child.observe(seconds)
+
+    def webhook_attempt(self, outcome: str) -> None:
+        """One delivery attempt ended with `outcome` (`2xx`, `4xx`, `5xx`, `429`, `timeout`, `connect`, ...)."""
+        self._webhook_attempts[outcome] += 1
+
+    def webhook_result(self, result: str) -> None:
+        """A delivery was `delivered`, `retried` (scheduled again) or went `dead` (retry budget spent)."""
+        self._webhook_results[result] += 1
+
+    # -- scraping ------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _GatewayCollector(Collector):
+    """Reads the live components each time the registry is collected."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families depend on what the gateway has; collect() at registration would be too early
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        gateway = m._gateway()
+        yield from _webhook_families(gateway, m._webhook_attempts, m._webhook_results)
+        if gateway is None:
+            return
+        yield from _supervisor_families(gateway)
+        yield from _rate_families(gateway)
+        bus = gateway.bus
+        events = CounterMetricFamily("gateway_events_published", "Gateway events published on the internal bus.")
+        events.add_metric([], bus.published)
+        yield events
+        subscribers = getattr(bus, "_subs", ())
+        yield _gauge("gateway_event_subscribers", "Live subscribers of the internal event bus.", len(subscribers))
+        yield _gauge("gateway_event_subscriber_queue_depth", "Events waiting in subscribers' buffers, summed.",
+                     sum(s.receive.statistics().current_buffer_used for s in subscribers))
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _actors(gateway: Gateway) -> list[Any]:
+    # The supervisor has no public iteration yet; its entries map session ids to their current actor.
+    entries = getattr(gateway.supervisor, "_entries", {})
+    return [e.actor for e in list(entries.values()) if e.actor is not None]
+
+
+def _supervisor_families(gateway: Gateway) -> Iterator[Metric]:
+    stats = gateway.supervisor.statistics()
+    yield _gauge("gateway_sessions_supervised", "Sessions with a running actor.", stats.sessions)
+    states = GaugeMetricFamily("gateway_sessions", "Supervised sessions by state.", labels=["state"])
+    for state in SessionState:
+        states.add_metric([state.value], stats.by_state.get(state.value, 0))
+    yield states
+    restarts = CounterMetricFamily("gateway_actor_restarts", "Session actors restarted after a crash.")
+    restarts.add_metric([], stats.restarts)
+    yield restarts
+    loops = CounterMetricFamily("gateway_actor_crash_loops", "Sessions marked FAILED after a crash loop.")
+    loops.add_metric([], stats.crash_loops)
+    yield loops
+    mailbox_total = mailbox_max = backlog_total = backlog_max = 0
+    for actor in _actors(gateway):
+        a = actor.statistics()
+        mailbox_total += a.mailbox_depth
+        mailbox_max = max(mailbox_max, a.mailbox_depth)
+        backlog_total += a.event_backlog
+        backlog_max = max(backlog_max, a.event_backlog)
+    yield _gauge("gateway_actor_mailbox_depth", "Commands waiting in session mailboxes, summed over sessions.",
+                 mailbox_total)
+    yield _gauge("gateway_actor_mailbox_depth_max", "The fullest session mailbox.", mailbox_max)
+    yield _gauge("gateway_actor_event_backlog", "Transport events waiting for their actor, summed over sessions.",
+                 backlog_total)
+    yield _gauge("gateway_actor_event_backlog_max", "The longest transport event backlog of one session.",
+                 backlog_max)
+
+
+def _rate_families(gateway: Gateway) -> Iterator[Metric]:
+    rejected = CounterMetricFamily("gateway_ratelimit_rejections", "Requests refused by a rate limit, by scope.",
+                                   labels=["scope"])
+    for scope, count in sorted(gateway.rates.rejections.items()):
+        rejected.add_metric([scope], count)
+    yield rejected
+    limiter = gateway.rates.limiter.statistics()
+    yield _gauge("gateway_ratelimit_keys", "Rate-limit buckets held in memory.", limiter.keys_tracked)
+    forced = CounterMetricFamily("gateway_ratelimit_forced_evictions",
+                                 "Buckets dropped early at the memory cap (each let a client start over).")
+    forced.add_metric([], limiter.forced_evictions)
+    yield forced
+
+
+def _webhook_families(gateway: Gateway | None, attempts: Counter[str], results: Counter[str]) -> Iterator[Metric]:
+    by_outcome: Counter[str] = Counter(attempts)
+    by_result: Counter[str] = Counter({r: 0 for r in WEBHOOK_RESULTS})
+    by_result.update(results)
+    in_flight = None
+    source = None if gateway is None else (getattr(gateway, "webhooks", None) or getattr(gateway, "dispatcher", None))
+    stats = source.statistics() if source is not None and hasattr(source, "statistics") else None
+    if stats is not None:
+        by_outcome.update(getattr(stats, "outcomes", {}) or {})
+        for result in WEBHOOK_RESULTS:
+            by_result[result] += getattr(stats, result, 0)
+        in_flight = getattr(stats, "in_flight", None)
+    family = CounterMetricFamily("gateway_webhook_attempts", "Webhook delivery attempts, by outcome.",
+                                 labels=["outcome"])
+    for outcome, count in sorted(by_outcome.items()):
+        family.add_metric([outcome], count)
+    yield family
+    family = CounterMetricFamily("gateway_webhook_deliveries", "Webhook deliveries that ended or were retried.",
+                                 labels=["result"])
+    for result, count in sorted(by_result.items()):
+        family.add_metric([result], count)
+    yield family
+    if in_flight is not None:
+        yield _gauge("gateway_webhook_in_flight", "Webhook attempts under way.", in_flight)

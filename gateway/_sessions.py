@@ -1,0 +1,136 @@
+"""Sessions as the API sees them: create, read, update, delete, rotate keys.
+
+Visibility is decided here, once: an account token sees its user's sessions,
+a session key sees only its own session. Anything else is SESSION_NOT_FOUND,
+so a caller cannot learn that someone else's session exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import UNSET as UNSET_SENTINEL
+
+from ratelimit import RateParseError, parse_rate
+
+from ._auth import AccountPrincipal, Authenticator, Principal, SessionPrincipal
+from ._live import LiveSessions
+from ._netguard import UnsafeURL, check_url_on_save
+from ._phone import InvalidPhoneNumber, normalize_phone
+from ._security import CredentialKind, new_credential, new_id, new_webhook_secret
+from .api._schemas import CreateSession, UpdateSession
+from .errors import Forbidden, SessionNotFound, ValidationError
+from .store import SessionRecord, SessionStatus, Store, now_ms
+
+
+class Sessions:
+    def __init__(self, store: Store, auth: Authenticator, live: LiveSessions, *, allow_private_urls: bool) -> None:
+        self._store = store
+        self._auth = auth
+        self._live = live
+        self._allow_private_urls = allow_private_urls
+
+    async def create(self, principal: AccountPrincipal, req: CreateSession) -> tuple[SessionRecord, str]:
+        phone = _phone_or_none(req.phone_number)
+        _check_rate(req.send_limit)
+        if req.webhook_url is not None:
+            await self._check_webhook_url(req.webhook_url)
+        key = new_credential(CredentialKind.SESSION_KEY)
+        at = now_ms()
+        record = SessionRecord(
+            id=new_id(), user_id=principal.user_id, name=req.name.strip() or req.name, phone_number=phone,
+            webhook_url=req.webhook_url, webhook_events=_dedupe(req.webhook_events),
+            webhook_enabled=req.webhook_enabled, webhook_secret=new_webhook_secret(),
+            key_id=key.id, key_hash=key.secret_hash, created_at=at, updated_at=at,
+            status=SessionStatus.DISCONNECTED, send_limit=req.send_limit)
+        await self._store.create_session(record)
+        return record, key.plaintext
+
+    async def get(self, principal: Principal, session_id: str) -> SessionRecord:
+        record = await self._store.get_session(session_id)
+        if record is None or not visible_to(principal, record):
+            raise SessionNotFound()
+        return record
+
+    async def list(self, principal: AccountPrincipal, *, after: str | None, limit: int) -> list[SessionRecord]:
+        return await self._store.list_sessions(principal.user_id, after=after, limit=limit)
+
+    async def update(self, principal: Principal, session_id: str, req: UpdateSession) -> SessionRecord:
+        await self.get(principal, session_id)
+        changes: dict[str, Any] = {}
+        for field in UpdateSession.__struct_fields__:
+            value = getattr(req, field)
+            if value is not UNSET_SENTINEL:
+                changes[field] = value
+        if "phone_number" in changes:
+            changes["phone_number"] = _phone_or_none(changes["phone_number"])
+        if changes.get("webhook_url") is not None:
+            await self._check_webhook_url(changes["webhook_url"])
+        if "webhook_events" in changes:
+            changes["webhook_events"] = _dedupe(changes["webhook_events"])
+        if "send_limit" in changes:
+            if not isinstance(principal, AccountPrincipal):
+                raise Forbidden("sendLimit can be changed only with the personal access token")
+            _check_rate(changes["send_limit"])
+        if "name" in changes:
+            changes["name"] = changes["name"].strip() or changes["name"]
+        record = await self._store.update_session(session_id, changes, now_ms())
+        if record is None:
+            raise SessionNotFound()
+        if "send_limit" in changes:
+            self._live.rates.set_send_rate(session_id, record.send_limit)
+        return record
+
+    async def delete(self, principal: Principal, session_id: str) -> SessionRecord:
+        record = await self.get(principal, session_id)
+        await self._live.remove(record)
+        await self._store.delete_session(session_id)
+        self._auth.forget(CredentialKind.SESSION_KEY, record.key_id)
+        return record
+
+    async def rotate_key(self, principal: AccountPrincipal, session_id: str) -> tuple[SessionRecord, str]:
+        old = await self.get(principal, session_id)
+        key = new_credential(CredentialKind.SESSION_KEY)
+        record = await self._store.update_session(
+            session_id, {"key_id": key.id, "key_hash": key.secret_hash}, now_ms())
+        if record is None:
+            raise SessionNotFound()
+        self._auth.forget(CredentialKind.SESSION_KEY, old.key_id)
+        return record, key.plaintext
+
+    async def _check_webhook_url(self, url: str) -> None:
+        try:
+            await check_url_on_save(url, allow_private=self._allow_private_urls)
+        except UnsafeURL as exc:
+            raise ValidationError.at("$.webhookUrl", str(exc)) from None
+
+
+def visible_to(principal: Principal, record: SessionRecord) -> bool:
+    if isinstance(principal, SessionPrincipal):
+        return principal.session_id == record.id
+    return principal.user_id == record.user_id
+
+
+def _phone_or_none(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return normalize_phone(raw)
+    except InvalidPhoneNumber as exc:
+        raise ValidationError.at("$.phoneNumber", str(exc)) from None
+
+
+def _check_rate(raw: str | None) -> None:
+    if raw is None:
+        return
+    try:
+        parse_rate(raw)
+    except RateParseError as exc:
+        raise ValidationError.at("$.sendLimit", str(exc)) from None
+
+
+def _dedupe(events: list[str]) -> list[str]:
+    return list(dict.fromkeys(events))
+
+
+

@@ -1,0 +1,148 @@
+"""Routes under /whatsapp-sessions."""
+
+from __future__ import annotations
+
+from quart import Response
+
+from .._auth import AccountPrincipal
+from .._live import QrNotAvailable
+from .._phone import InvalidPhoneNumber, normalize_phone
+from ..errors import Conflict, PayloadTooLarge, ServiceUnavailable, SessionNotFound, Unauthorized, ValidationError
+from ..store import SessionRecord, iso_ms
+from ._pagination import PAGE_PARAMS, next_cursor, read_page
+from ._routing import Api, Auth, Ctx, Live, Param
+from ._schemas import (
+    CreateSession, PairingCodeAnswer, PairingCodeRequest, QrCode, Session, SessionConnecting, SessionList,
+    SessionWithKey, UpdateSession,
+)
+
+TAG = "Sessions"
+_COMMON = [Unauthorized]
+_ONE = [Unauthorized, SessionNotFound]
+
+
+def session_out(r: SessionRecord, *, secret: bool = False) -> Session:
+    return Session(
+        id=r.id, name=r.name, phone_number=r.phone_number, status=r.status.value, status_reason=r.status_reason,
+        webhook_url=r.webhook_url, webhook_events=r.webhook_events, webhook_enabled=r.webhook_enabled,
+        webhook_secret=r.webhook_secret if secret else None, send_limit=r.send_limit, created_at=iso_ms(r.created_at), updated_at=iso_ms(r.updated_at))
+
+
+def session_with_key(r: SessionRecord, api_key: str) -> SessionWithKey:
+    out = session_out(r, secret=True)
+    return SessionWithKey(**_fields(out), api_key=api_key)
+
+
+def register(api: Api) -> None:
+    @api.route("GET", "/whatsapp-sessions", summary="List sessions", tag=TAG, auth=Auth.PAT,
+               answer=SessionList, query=PAGE_PARAMS, errors=[Unauthorized, ValidationError])
+    async def list_sessions(ctx: Ctx) -> SessionList:
+        """The caller's sessions, oldest first, one page at a time."""
+        after, limit = read_page(ctx.query)
+        records = await ctx.gateway.sessions.list(ctx.account, after=after, limit=limit)
+        return SessionList(data=[session_out(r, secret=True) for r in records],
+                           next_cursor=next_cursor([r.id for r in records], limit))
+
+    @api.route("POST", "/whatsapp-sessions", summary="Create session", tag=TAG, auth=Auth.PAT,
+               body=CreateSession, status=201, answer=SessionWithKey,
+               errors=[Unauthorized, ValidationError, PayloadTooLarge])
+    async def create_session(ctx: Ctx) -> SessionWithKey:
+        """Create a session. The answer carries its API key, which is shown only here."""
+        record, key = await ctx.gateway.sessions.create(ctx.account, ctx.body)
+        return session_with_key(record, key)
+
+    @api.route("GET", "/whatsapp-sessions/<session_id>", summary="Get session", tag=TAG, auth=Auth.EITHER,
+               answer=Session, errors=_ONE)
+    async def get_session(ctx: Ctx, session_id: str) -> Session:
+        """A session, by personal access token or by that session's own key."""
+        return session_out(await ctx.gateway.sessions.get(ctx.principal, session_id), secret=_is_account(ctx))
+
+    @api.route("PUT", "/whatsapp-sessions/<session_id>", summary="Update session", tag=TAG, auth=Auth.EITHER,
+               body=UpdateSession, answer=Session, errors=[*_ONE, ValidationError, PayloadTooLarge])
+    async def update_session(ctx: Ctx, session_id: str) -> Session:
+        """Change the name, phone number or webhook settings. Omitted fields stay as they are."""
+        return session_out(await ctx.gateway.sessions.update(ctx.principal, session_id, ctx.body),
+                           secret=_is_account(ctx))
+
+    @api.route("DELETE", "/whatsapp-sessions/<session_id>", summary="Delete session", tag=TAG,
+               auth=Auth.EITHER, answer=Session, errors=_ONE, live=Live.OWNER)
+    async def delete_session(ctx: Ctx, session_id: str) -> Session:
+        """Stop the session, log it out of WhatsApp, and delete it. Its key stops working at once."""
+        return session_out(await ctx.gateway.sessions.delete(ctx.principal, session_id))
+
+    @api.route("POST", "/whatsapp-sessions/<session_id>/rotate-key", summary="Rotate session key", tag=TAG,
+               auth=Auth.PAT, answer=SessionWithKey, errors=_ONE)
+    async def rotate_key(ctx: Ctx, session_id: str) -> SessionWithKey:
+        """Issue a new session API key. The old key stops working at once."""
+        record, key = await ctx.gateway.sessions.rotate_key(ctx.account, session_id)
+        return session_with_key(record, key)
+
+    @api.route("POST", "/whatsapp-sessions/<session_id>/connect", summary="Start connection", tag=TAG,
+               auth=Auth.EITHER, answer=SessionConnecting, errors=[*_ONE, ServiceUnavailable], live=Live.TAKE)
+    async def connect(ctx: Ctx, session_id: str) -> SessionConnecting:
+        """Start connecting. The answer has status CONNECTING and, once known, the QR code to scan.
+        A session that is already CONNECTED answers as it is. The session reconnects by itself after
+        drops and gateway restarts until it is disconnected."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        record, qr = await ctx.gateway.live.connect(record)
+        return SessionConnecting(**_fields(session_out(record)), qr=qr)
+
+    @api.route("POST", "/whatsapp-sessions/<session_id>/disconnect", summary="Disconnect", tag=TAG,
+               auth=Auth.EITHER, answer=Session, errors=[*_ONE, ServiceUnavailable], live=Live.OWNER)
+    async def disconnect(ctx: Ctx, session_id: str) -> Session:
+        """Disconnect gracefully. The pairing is kept: connect again without a new QR scan."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        return session_out(await ctx.gateway.live.disconnect(record))
+
+    @api.route("GET", "/whatsapp-sessions/<session_id>/qrcode", summary="Get QR code (when CONNECTING)",
+               tag=TAG, auth=Auth.EITHER, answer=QrCode, errors=[*_ONE, QrNotAvailable, ValidationError],
+               live=Live.OWNER,
+               query=[Param("format", "`json` (default), `png` or `svg`.",
+                            {"type": "string", "enum": ["json", "png", "svg"], "default": "json"}),
+                      Param("scale", "Pixels per module for png/svg, 1 to 40 (default 8).",
+                            {"type": "integer", "minimum": 1, "maximum": 40, "default": 8})])
+    async def qrcode(ctx: Ctx, session_id: str) -> QrCode | Response:
+        """The current pairing QR code, while the session is CONNECTING and unpaired."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        fmt = ctx.query.get("format", "json")
+        if fmt not in ("json", "png", "svg"):
+            raise ValidationError.at("query.format", "must be json, png or svg")
+        scale = ctx.query.get("scale", "8")
+        if not scale.isdigit() or not 1 <= int(scale) <= 40:
+            raise ValidationError.at("query.scale", "must be an integer from 1 to 40")
+        code = ctx.gateway.live.qr(record)
+        if fmt == "json":
+            return QrCode(qr=code, status=record.status.value)
+        return render_qr(code, fmt, int(scale))
+
+    @api.route("POST", "/whatsapp-sessions/<session_id>/pairing-code", summary="Get a pairing code",
+               tag=TAG, auth=Auth.EITHER, body=PairingCodeRequest, answer=PairingCodeAnswer,
+               errors=[*_ONE, Conflict, ValidationError, ServiceUnavailable], live=Live.OWNER)
+    async def pairing_code(ctx: Ctx, session_id: str) -> PairingCodeAnswer:
+        """Link by phone number instead of a QR scan: call connect, then this, and enter the code
+        in WhatsApp on that phone."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        try:
+            phone = normalize_phone(ctx.body.phone_number)
+        except InvalidPhoneNumber as exc:
+            raise ValidationError.at("$.phoneNumber", str(exc)) from None
+        return PairingCodeAnswer(code=await ctx.gateway.live.pairing_code(record, phone))
+
+
+def _is_account(ctx: Ctx) -> bool:
+    return isinstance(ctx.principal, AccountPrincipal)
+
+
+def _fields(out: Session) -> dict[str, object]:
+    return {f: getattr(out, f) for f in Session.__struct_fields__}
+
+
+def render_qr(code: str, fmt: str, scale: int) -> Response:
+    import io
+
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(code, error="L").save(buf, kind=fmt, scale=scale, border=2)
+    mime = "image/png" if fmt == "png" else "image/svg+xml"
+    return Response(buf.getvalue(), content_type=mime, headers={"Cache-Control": "no-store"})

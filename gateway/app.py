@@ -1,0 +1,181 @@
+"""The quart-trio application: routes, error envelope, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors import TransportFactory
+
+from ._config import Config
+from ._gateway import Gateway, open_gateway
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
+from .api import directory, messages, sessions, webhooks
+from .api._openapi import build_openapi, render_docs
+from .api._routing import JSON, Api, json_response
+from .api._schemas import Health
+from .errors import (
+    ApiError, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable, encode_error,
+)
+
+log = logging.getLogger("gateway.http")
+API_PREFIX = "/api/v1"
+
+
+def _version() -> str:
+    try:
+        return version("trio-whatsapp-gateway")
+    except PackageNotFoundError:  # running from a source tree
+        return "0.0.0"
+
+
+def build_api() -> Api:
+    api = Api(API_PREFIX)
+    sessions.register(api)
+    messages.register(api)
+    directory.register(api)
+    webhooks.register(api)
+    return api
+
+
+def running_gateway(app: QuartTrio) -> Gateway:
+    """The components behind a started app (tests and embedding use this)."""
+    gateway = app.extensions["gateway_state"].get("gateway")
+    if gateway is None:
+        raise RuntimeError("the app is not serving")
+    return gateway
+
+
+def create_app(config: Config, *, transport_factory: TransportFactory | None = None,
+               node_address: str = "") -> QuartTrio:
+    """The app. `node_address` is the base URL other cluster nodes reach this process at."""
+    app = QuartTrio("gateway")
+    # Bodies are buffered by Quart up to this cap; each route then applies its own
+    # (GATEWAY_MAX_BODY, or GATEWAY_MAX_MEDIA_BODY on media routes).
+    app.config["MAX_CONTENT_LENGTH"] = config.max_media_body
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    state: dict[str, Any] = {}
+    app.extensions["gateway_state"] = state
+
+    def get_gateway() -> Gateway:
+        gateway = state.get("gateway")
+        if gateway is None:
+            raise ServiceUnavailable("The gateway is starting or stopping")
+        return gateway
+
+    api = build_api()
+    api.install(app, get_gateway)
+    webhooks.install_stream(app, get_gateway)
+    metrics = app.extensions["metrics"] = GatewayMetrics()
+    metrics.bind(lambda: state.get("gateway"))
+
+    @app.before_request
+    async def start_timer() -> None:
+        g.started = trio.current_time()
+
+    @app.after_request
+    async def observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            rule = request.url_rule.rule if request.url_rule is not None else None
+            metrics.observe_request(request.method, rule, response.status_code, trio.current_time() - started)
+        return response
+
+    @app.route("/metrics", methods=["GET"])
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
+    openapi_doc = build_openapi(api.routes, version=_version(), server_url=API_PREFIX)
+    docs_html = render_docs(openapi_doc)
+
+    @app.before_serving
+    async def start() -> None:
+        stopped = trio.Event()
+        stop = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                async with open_gateway(config, transport_factory=transport_factory,
+                                        node_address=node_address) as gateway:
+                    task_status.started(gateway)
+                    await stop.wait()
+            finally:
+                stopped.set()
+
+        state["gateway"] = await app.nursery.start(run)
+        state["stop"], state["stopped"] = stop, stopped
+        if await state["gateway"].store.count_users() == 0:
+            log.warning("no users yet: create one with `gateway users create --email you@example.com "
+                        "--password '...'`, then a token with `gateway tokens create --email you@example.com "
+                        "--name cli`")
+
+    @app.after_serving
+    async def stop() -> None:
+        if "stop" in state:
+            state.pop("gateway", None)
+            state["stop"].set()
+            with trio.move_on_after(config.shutdown_timeout):
+                await state["stopped"].wait()
+
+    @app.route(f"{API_PREFIX}/openapi.json", methods=["GET"])
+    async def openapi() -> Response:
+        return json_response(openapi_doc)
+
+    @app.route("/docs", methods=["GET"])
+    async def docs() -> Response:
+        return Response(docs_html, content_type="text/html; charset=utf-8")
+
+    @app.route("/healthz", methods=["GET"])
+    async def healthz() -> Response:
+        return json_response(Health(status="ok"))
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz() -> Response:
+        gateway = state.get("gateway")
+        if gateway is None:
+            return json_response(Health(status="starting", checks={"gateway": "not started"}), 503)
+        try:
+            with trio.fail_after(2):
+                await gateway.store.schema_version()
+        except Exception as exc:  # noqa: BLE001 - readiness reports any store failure
+            return json_response(Health(status="unavailable", checks={"store": repr(exc)}), 503)
+        return json_response(Health(status="ready", checks={"store": "ok"}))
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return Response(encode_error(exc), status=exc.status, content_type=JSON, headers=exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        mapped: ApiError
+        if exc.code == 404:
+            mapped = NotFound(f"No route {request.method} {request.path}")
+        elif exc.code == 405:
+            allowed = exc.valid_methods if hasattr(exc, "valid_methods") else None  # type: ignore[attr-defined]
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+            if allowed:
+                mapped.headers["Allow"] = ", ".join(sorted(allowed))
+        elif exc.code == 413:
+            mapped = PayloadTooLarge()
+        else:
+            mapped = _generic_http_error(exc)
+        return await api_error(mapped)
+
+    @app.errorhandler(Exception)
+    async def unhandled(exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return await api_error(InternalError())
+
+    return app
+
+
+def _generic_http_error(exc: HTTPException) -> ApiError:
+    err = ApiError(exc.description or exc.name)
+    err.status = exc.code or 500  # type: ignore[misc]
+    err.code = (exc.name or "ERROR").upper().replace(" ", "_")  # type: ignore[misc]
+    return err

@@ -1,0 +1,192 @@
+"""The store's interface: the one narrow surface every storage driver implements.
+
+The contract test suite in `tests/store_contract.py` runs unchanged against
+each implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ._records import (
+    ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal,
+    SessionRecord, StatusEntry, User,
+)
+
+
+if TYPE_CHECKING:
+    from .._events import GatewayEvent
+
+R = TypeVar("R")
+# Given the record a write produced, the events it causes. Called inside the write's
+# transaction (in a worker thread), so it must be pure: the events become webhook
+# deliveries atomically with the change.
+EventsOf = Callable[[R], "list[GatewayEvent]"]
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class StoreConflict(StoreError):
+    """A uniqueness rule was broken (an email or key id already exists)."""
+
+
+class Store(Protocol):
+    """Async storage for users, tokens and sessions.
+
+    Every method is a cancel point only before the work starts: once a write is
+    under way it runs to completion, so a cancelled request never leaves half a
+    change behind.
+
+    Writes that a session's owner makes (claims, status changes, state
+    changes) take an optional `fence`: with one, the write applies only while
+    that node holds that epoch of the session's lease (see `Fence`); without
+    one (a single node, or an API request) it applies as before.
+    """
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied now."""
+
+    async def schema_version(self) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+    # users
+    async def create_user(self, user: User) -> None:
+        """Raises StoreConflict when the email is taken (case-insensitively)."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_user_by_email(self, email: str) -> User | None: ...
+
+    async def count_users(self) -> int: ...
+
+    # personal access tokens
+    async def create_token(self, token: ApiToken) -> None: ...
+
+    async def get_token(self, token_id: str) -> ApiToken | None: ...
+
+    async def list_tokens(self, user_id: str) -> list[ApiToken]: ...
+
+    async def revoke_token(self, token_id: str, at: int) -> bool: ...
+
+    # sessions
+    async def create_session(self, session: SessionRecord) -> None: ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def get_session_by_key_id(self, key_id: str) -> SessionRecord | None: ...
+
+    async def list_sessions(self, user_id: str, *, after: str | None, limit: int) -> list[SessionRecord]:
+        """Sessions of one user ordered by id, starting after `after`."""
+
+    async def list_sessions_to_connect(self) -> list[SessionRecord]:
+        """Every session whose owner wants it online (`connect_on_start`)."""
+
+    async def update_session(self, session_id: str, changes: dict[str, Any], at: int, *,
+                             events: EventsOf[SessionRecord] | None = None,
+                             fence: Fence | None = None) -> SessionRecord | None:
+        """Apply `changes` (keys from SESSION_MUTABLE_FIELDS); None if no such session (or the fence failed)."""
+
+    async def delete_session(self, session_id: str) -> bool: ...
+
+    # outbound messages
+    async def create_messages(self, messages: list[MessageRecord],
+                              idempotency: IdempotencyRecord | None = None) -> IdempotencyRecord | None:
+        """Insert messages (status queued, with a history entry) in one transaction.
+
+        With `idempotency`, the key is claimed in the same transaction. If the
+        session already holds that key, nothing is inserted and the existing
+        record is returned instead.
+        """
+
+    async def get_idempotency(self, session_id: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def purge_idempotency(self, older_than: int) -> int: ...
+
+    async def get_message(self, message_id: str) -> MessageRecord | None: ...
+
+    async def get_message_history(self, message_id: str) -> list[StatusEntry]: ...
+
+    async def find_message_by_wa_id(self, session_id: str, wa_id: str) -> MessageRecord | None: ...
+
+    async def claim_next_message(self, session_id: str, now: int, *,
+                                 fence: Fence | None = None) -> MessageRecord | None:
+        """Take the session's oldest due queued message and mark it `sending` (attempts + 1).
+
+        Two callers never get the same message (PostgreSQL: `FOR UPDATE SKIP LOCKED`)."""
+
+    async def next_scheduled_at(self, session_id: str) -> int | None:
+        """The earliest `send_at` of the session's queued messages that are not due yet."""
+
+    async def set_message_status(self, message_id: str, status: MessageStatus, at: int, *,
+                                 reason: str | None = None, wa_id: str | None = None,
+                                 only_from: frozenset[MessageStatus] | None = None,
+                                 events: EventsOf[MessageRecord] | None = None,
+                                 fence: Fence | None = None) -> MessageRecord | None:
+        """Move a message to `status` (recording history); None if it was not in `only_from`
+        (or the fence on its session failed)."""
+
+    async def requeue_interrupted(self, session_ids: list[str] | None, at: int, *,
+                                  node_id: str | None = None) -> int:
+        """Put `sending` messages back to `queued` (after a crash or restart); returns how many.
+
+        With `node_id`, only messages of sessions whose live lease that node holds."""
+
+    async def expire_messages(self, now: int, *,
+                              events: EventsOf[MessageRecord] | None = None) -> list[MessageRecord]:
+        """Fail queued messages past `expires_at`; returns them."""
+
+    async def count_messages(self, session_id: str, status: MessageStatus) -> int: ...
+
+    # contacts (a session's address book)
+    async def upsert_contact(self, contact: ContactRecord) -> ContactRecord:
+        """Insert or update by (session, phone); keeps the original created_at; returns the stored row."""
+
+    async def get_contact(self, session_id: str, phone_number: str) -> ContactRecord | None: ...
+
+    async def list_contacts(self, session_id: str, *, after: str | None, limit: int) -> list[ContactRecord]:
+        """Ordered by phone number, starting after `after`."""
+
+    # webhook outbox (also the DeliveryStore of gateway.webhooks: claim_due, record_attempt,
+    # next_due_at, expedite)
+    async def record_events(self, events: list[GatewayEvent], now_ms: int) -> list[Any]:
+        """Write deliveries for events that change no other state (received messages, presence, QR);
+        returns the deliveries written."""
+
+    # cluster mode: nodes and session leases. Lease times use the database's clock.
+    async def register_node(self, node_id: str, *, address: str, token: str, host: str, pid: int,
+                            ttl: float) -> None:
+        """Insert or refresh this node's row; it is alive for `ttl` seconds."""
+
+    async def renew_node(self, node_id: str, ttl: float) -> Renewal:
+        """The heartbeat, in one transaction: extend the node's row and every lease it still
+        holds (not expired) by `ttl` seconds; count live nodes and wanted sessions.
+
+        A lease that expired is never extended: it is lost, even if nobody took it yet."""
+
+    async def acquire_leases(self, node_id: str, ttl: float, *, limit: int = 0,
+                             session_ids: list[str] | None = None) -> dict[str, int]:
+        """Take leases that are free (never held, or expired): up to `limit` sessions that want
+        to be online, or exactly `session_ids` (wanted or not). Each taken lease's epoch is the
+        previous one + 1. Returns session id → epoch for what was taken."""
+
+    async def release_leases(self, node_id: str, session_ids: list[str] | None = None) -> int:
+        """Expire this node's leases now (all, or the listed ones) so another node can take them."""
+
+    async def leave_cluster(self, node_id: str) -> None:
+        """Graceful exit: release every lease of the node and mark it dead."""
+
+    async def lease_owner(self, session_id: str) -> LeaseOwner | None:
+        """The live node holding the session's lease, or None."""
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every node row (live and recently dead), oldest first."""
+
+    async def forget_nodes(self, dead_for: float) -> int:
+        """Delete rows of nodes dead for more than `dead_for` seconds."""
+
+    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
+        """Which of these sessions have a queued message due now (the notification fallback)."""

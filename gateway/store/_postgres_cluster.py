@@ -1,0 +1,135 @@
+"""Cluster mode on PostgreSQL: the node registry and session leases.
+
+Every time here is the server's clock (`now()`), so nodes need no synchronised
+clocks: a lease "expires" when the database says so, for every node alike.
+Within one statement (or one transaction) `now()` is a single instant, so a
+heartbeat that extends the node row and its leases uses one expiry for all.
+
+Taking leases is one statement: candidates are picked, then inserted or
+updated `ON CONFLICT ... WHERE expired`. PostgreSQL takes the row lock and
+re-checks that WHERE against the newest row version, so two nodes racing for
+one session cannot both win; the loser simply gets no row back. Candidates
+are written in id order, so racing nodes lock rows in one order and never
+deadlock.
+
+`FENCE_SQL` is the clause a fenced write adds: the write applies only while the
+writer holds that epoch of the session's lease, unexpired.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ._postgres_base import Conn, PostgresBase
+from ._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
+
+# `{sid}` is the SQL expression for the session id of the row being written.
+FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = %s "
+                    "AND f.epoch = %s AND f.expires_at > now())")
+_TTL: Final = "now() + %s * interval '1 second'"
+_MS: Final = "(extract(epoch FROM {}) * 1000)::BIGINT"
+
+
+def fence_clause(sid: str, fence: Fence | None) -> tuple[str, list[Any]]:
+    """` AND <fence>` for a WHERE clause, and its parameters (nothing without a fence)."""
+    if fence is None:
+        return "", []
+    return " AND " + FENCE_SQL.format(sid=sid), [fence.node_id, fence.epoch]
+
+
+class PostgresCluster(PostgresBase):
+    async def register_node(self, node_id: str, *, address: str, token: str, host: str, pid: int,
+                            ttl: float) -> None:
+        await self._execute(
+            "INSERT INTO cluster_nodes (id, address, token, host, pid, started_at, heartbeat_at, expires_at) "
+            f"VALUES (%s, %s, %s, %s, %s, now(), now(), {_TTL}) ON CONFLICT (id) DO UPDATE SET "
+            "address = excluded.address, token = excluded.token, heartbeat_at = now(), "
+            "expires_at = excluded.expires_at", (node_id, address, token, host, pid, ttl))
+
+    async def renew_node(self, node_id: str, ttl: float) -> Renewal:
+        def tx(conn: Conn) -> Renewal:
+            conn.execute(f"UPDATE cluster_nodes SET heartbeat_at = now(), expires_at = {_TTL} WHERE id = %s",
+                         (ttl, node_id))
+            rows = conn.execute(
+                f"UPDATE session_leases l SET expires_at = {_TTL} FROM sessions s "
+                "WHERE l.node_id = %s AND l.expires_at > now() AND s.id = l.session_id "
+                "RETURNING l.session_id, l.epoch, s.connect_on_start", (ttl, node_id)).fetchall()
+            nodes, wanted = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM cluster_nodes WHERE expires_at > now()), "
+                "(SELECT COUNT(*) FROM sessions WHERE connect_on_start)").fetchone()
+            return Renewal(leases=[HeldLease(r[0], r[1], bool(r[2])) for r in rows], live_nodes=nodes,
+                           wanted=wanted)
+
+        return await self._tx(tx)
+
+    async def acquire_leases(self, node_id: str, ttl: float, *, limit: int = 0,
+                             session_ids: list[str] | None = None) -> dict[str, int]:
+        if session_ids is not None:
+            if not session_ids:
+                return {}
+            pick = ("SELECT s.id FROM sessions s LEFT JOIN session_leases l ON l.session_id = s.id "
+                    "WHERE s.id = ANY(%s::text[]) AND (l.session_id IS NULL OR l.expires_at <= now())")
+            params: list[Any] = [list(session_ids)]
+        else:
+            if limit <= 0:
+                return {}
+            # random(): racing nodes mostly pick different sessions, so few of their picks collide.
+            pick = ("SELECT s.id FROM sessions s LEFT JOIN session_leases l ON l.session_id = s.id "
+                    "WHERE s.connect_on_start AND (l.session_id IS NULL OR l.expires_at <= now()) "
+                    "ORDER BY random() LIMIT %s")
+            params = [limit]
+        rows = await self._run(lambda c: c.execute(
+            f"WITH candidates AS ({pick}) "
+            "INSERT INTO session_leases AS l (session_id, node_id, epoch, acquired_at, expires_at) "
+            f"SELECT id, %s, 1, now(), {_TTL} FROM candidates ORDER BY id "
+            "ON CONFLICT (session_id) DO UPDATE SET node_id = excluded.node_id, epoch = l.epoch + 1, "
+            "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at WHERE l.expires_at <= now() "
+            "RETURNING l.session_id, l.epoch", (*params, node_id, ttl)).fetchall())
+        return {r[0]: r[1] for r in rows}
+
+    async def release_leases(self, node_id: str, session_ids: list[str] | None = None) -> int:
+        only, params = "", [node_id]
+        if session_ids is not None:
+            only = " AND session_id = ANY(%s::text[])"
+            params.append(list(session_ids))
+        return await self._execute(
+            f"UPDATE session_leases SET expires_at = now() WHERE node_id = %s AND expires_at > now(){only}", params)
+
+    async def leave_cluster(self, node_id: str) -> None:
+        def tx(conn: Conn) -> None:
+            conn.execute("UPDATE session_leases SET expires_at = now() WHERE node_id = %s AND expires_at > now()",
+                         (node_id,))
+            conn.execute("UPDATE cluster_nodes SET expires_at = now() WHERE id = %s", (node_id,))
+
+        await self._tx(tx)
+
+    async def lease_owner(self, session_id: str) -> LeaseOwner | None:
+        return await self._one(
+            "SELECT l.session_id, l.node_id, l.epoch, n.address, n.token FROM session_leases l "
+            "JOIN cluster_nodes n ON n.id = l.node_id WHERE l.session_id = %s AND l.expires_at > now() "
+            "AND n.expires_at > now()", (session_id,),
+            lambda r: LeaseOwner(session_id=r[0], node_id=r[1], epoch=r[2], address=r[3], token=r[4]))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return await self._all(
+            f"SELECT n.id, n.address, n.token, n.host, n.pid, {_MS.format('n.started_at')}, "
+            f"{_MS.format('n.heartbeat_at')}, {_MS.format('n.expires_at')}, n.expires_at > now(), "
+            "(SELECT COUNT(*) FROM session_leases l WHERE l.node_id = n.id AND l.expires_at > now()) "
+            "FROM cluster_nodes n ORDER BY n.started_at, n.id", (), _node)
+
+    async def forget_nodes(self, dead_for: float) -> int:
+        return await self._execute(
+            "DELETE FROM cluster_nodes WHERE expires_at < now() - %s * interval '1 second'", (dead_for,))
+
+    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
+        if not session_ids:
+            return []
+        return await self._all(
+            "SELECT DISTINCT session_id FROM messages WHERE session_id = ANY(%s::text[]) AND status = 'queued' "
+            "AND (send_at IS NULL OR send_at <= %s) AND expires_at > %s", (list(session_ids), now, now),
+            lambda r: r[0])
+
+
+def _node(r: Any) -> NodeRecord:
+    return NodeRecord(id=r[0], address=r[1], token=r[2], host=r[3], pid=r[4], started_at=r[5], heartbeat_at=r[6],
+                      expires_at=r[7], alive=bool(r[8]), leases=r[9])

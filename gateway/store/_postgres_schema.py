@@ -1,0 +1,191 @@
+"""Versioned PostgreSQL migrations. Append only: never edit a released version.
+
+Versions and names match `_sqlite_schema.MIGRATIONS` one for one (a test checks
+it), so "schema version N" means the same tables on either database.
+
+Each script runs whole in one transaction (PostgreSQL DDL is transactional), so
+it may hold several statements, including `$$`-quoted function bodies.
+
+Types differ from SQLite on purpose:
+- identifiers are `COLLATE "C"`: ids are compared and ordered byte by byte, as
+  SQLite and Python do, whatever the database's default collation is, so
+  cursor pagination (`id > $after ORDER BY id`) means the same on both stores;
+- emails are unique case-insensitively through a unique index on `lower(email)`
+  (lookups use the same expression, so they hit that index);
+- timestamps are BIGINT milliseconds, hashes BYTEA, flags BOOLEAN, and the
+  webhook event filter and message modifiers JSONB.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "users, tokens, sessions", """
+CREATE TABLE users (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    email TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX users_email_lower ON users (lower(email));
+CREATE TABLE api_tokens (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    secret_hash BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX api_tokens_user ON api_tokens (user_id);
+CREATE TABLE sessions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    phone_number TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    connect_on_start BOOLEAN NOT NULL DEFAULT FALSE,
+    webhook_url TEXT,
+    webhook_events JSONB NOT NULL DEFAULT '[]',
+    webhook_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    webhook_secret TEXT NOT NULL DEFAULT '',
+    key_id TEXT COLLATE "C" NOT NULL UNIQUE,
+    key_hash BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id, id);
+CREATE INDEX sessions_connect_on_start ON sessions (id) WHERE connect_on_start;
+"""),
+    (2, "messages, status history, idempotency keys", """
+CREATE TABLE messages (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    user_id TEXT COLLATE "C" NOT NULL,
+    to_jid TEXT NOT NULL,
+    type TEXT NOT NULL,
+    modifiers JSONB NOT NULL DEFAULT '[]',
+    payload BYTEA NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    wa_id TEXT,
+    send_at BIGINT,
+    expires_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX messages_queue ON messages (session_id, status, id);
+CREATE INDEX messages_wa_id ON messages (session_id, wa_id) WHERE wa_id IS NOT NULL;
+CREATE INDEX messages_expiry ON messages (status, expires_at);
+-- `seq` keeps the order entries were written in (SQLite uses its rowid).
+CREATE TABLE message_status_history (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id TEXT COLLATE "C" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX message_status_history_message ON message_status_history (message_id, seq);
+CREATE TABLE idempotency_keys (
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    key TEXT COLLATE "C" NOT NULL,
+    request_hash BYTEA NOT NULL,
+    status_code INTEGER NOT NULL,
+    response BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (session_id, key)
+);
+CREATE INDEX idempotency_age ON idempotency_keys (created_at);
+ALTER TABLE sessions ADD COLUMN send_limit TEXT;
+"""),
+    (3, "contacts", """
+CREATE TABLE contacts (
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    phone_number TEXT COLLATE "C" NOT NULL,
+    name TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (session_id, phone_number)
+);
+"""),
+    (4, "webhook outbox", """
+CREATE TABLE webhook_deliveries (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    last_status BIGINT,
+    last_error TEXT,
+    finished_at BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_session ON webhook_deliveries(session_id, id);
+CREATE TABLE webhook_attempts (
+    seq BIGSERIAL PRIMARY KEY,
+    delivery_id TEXT COLLATE "C" NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempt BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code BIGINT,
+    error TEXT
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id);
+"""),
+    (5, "cluster: nodes, session leases, rate buckets", """
+-- Times here are the database server's clock (now()), so nodes need no synced clocks.
+CREATE TABLE cluster_nodes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    address TEXT NOT NULL,
+    token TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL
+);
+-- One row per session ever owned; `epoch` only grows (a row is never deleted while
+-- its session exists), so a fence taken under an old epoch can never match again.
+CREATE TABLE session_leases (
+    session_id TEXT COLLATE "C" PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    node_id TEXT COLLATE "C" NOT NULL,
+    epoch BIGINT NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX session_leases_node ON session_leases (node_id);
+-- GCRA buckets shared by every node: the TAT in integer nanoseconds of the server's clock.
+CREATE TABLE rate_buckets (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    tat BIGINT NOT NULL
+);
+CREATE INDEX rate_buckets_tat ON rate_buckets (tat);
+-- One hit, atomically (see ratelimit/_postgres.py). The upsert takes the row lock and
+-- re-checks its WHERE against the newest version, so two nodes can never both take a
+-- key's last token. A refused hit changes nothing and reads the TAT that refused it.
+CREATE FUNCTION gateway_rate_hit(p_key TEXT, p_inc BIGINT, p_limit BIGINT,
+                                 OUT now_ns BIGINT, OUT tat BIGINT, OUT allowed BOOLEAN)
+LANGUAGE plpgsql AS $$
+BEGIN
+    now_ns := (extract(epoch FROM clock_timestamp()) * 1000000000)::BIGINT;
+    INSERT INTO rate_buckets AS b (key, tat) VALUES (p_key, now_ns + p_inc)
+    ON CONFLICT (key) DO UPDATE SET tat = greatest(b.tat, now_ns) + p_inc
+        WHERE greatest(b.tat, now_ns) + p_inc - now_ns <= p_limit
+    RETURNING b.tat INTO tat;
+    IF FOUND THEN
+        allowed := TRUE;
+        RETURN;
+    END IF;
+    allowed := FALSE;
+    SELECT b.tat INTO tat FROM rate_buckets b WHERE b.key = p_key;
+END
+$$;
+"""),
+)

@@ -1,0 +1,146 @@
+"""Versioned SQLite migrations. Append only: never edit a released version."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "users, tokens, sessions", """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX api_tokens_user ON api_tokens(user_id);
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    phone_number TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    connect_on_start INTEGER NOT NULL DEFAULT 0,
+    webhook_url TEXT,
+    webhook_events TEXT NOT NULL DEFAULT '[]',
+    webhook_enabled INTEGER NOT NULL DEFAULT 1,
+    webhook_secret TEXT NOT NULL DEFAULT '',
+    key_id TEXT NOT NULL UNIQUE,
+    key_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id, id);
+CREATE INDEX sessions_connect_on_start ON sessions(connect_on_start) WHERE connect_on_start = 1;
+"""),
+    (2, "messages, status history, idempotency keys", """
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    to_jid TEXT NOT NULL,
+    type TEXT NOT NULL,
+    modifiers TEXT NOT NULL DEFAULT '[]',
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    wa_id TEXT,
+    send_at INTEGER,
+    expires_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX messages_queue ON messages(session_id, status, id);
+CREATE INDEX messages_wa_id ON messages(session_id, wa_id) WHERE wa_id IS NOT NULL;
+CREATE INDEX messages_expiry ON messages(status, expires_at);
+CREATE TABLE message_status_history (
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    reason TEXT
+);
+CREATE INDEX message_status_history_message ON message_status_history(message_id);
+CREATE TABLE idempotency_keys (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    status_code INTEGER NOT NULL,
+    response BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, key)
+);
+CREATE INDEX idempotency_age ON idempotency_keys(created_at);
+ALTER TABLE sessions ADD COLUMN send_limit TEXT;
+"""),
+    (3, "contacts", """
+CREATE TABLE contacts (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    phone_number TEXT NOT NULL,
+    name TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, phone_number)
+);
+"""),
+    (4, "webhook outbox", """
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    claimed_until INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    finished_at INTEGER
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_session ON webhook_deliveries(session_id, id);
+CREATE TABLE webhook_attempts (
+    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER,
+    error TEXT
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id);
+"""),
+    (5, "cluster: nodes, session leases, rate buckets", """
+CREATE TABLE cluster_nodes (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    token TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE session_leases (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX session_leases_node ON session_leases(node_id);
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,
+    tat INTEGER NOT NULL
+);
+"""),
+)

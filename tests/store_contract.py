@@ -1,0 +1,316 @@
+"""The store contract: one suite every storage driver must pass unchanged.
+
+A driver's test module subclasses `StoreContract` and provides a `store`
+fixture yielding a freshly migrated, empty store.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from gateway._security import new_id
+from gateway.store import (
+    StatusEntry,
+    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, SessionRecord, SessionStatus, Store, StoreConflict,
+    User,
+)
+
+
+def a_user(email: str = "u@example.com") -> User:
+    return User(id=new_id(), email=email, password_hash="argon2-hash", created_at=1_700_000_000_000)
+
+
+def a_session(user_id: str, name: str = "s", **kw) -> SessionRecord:
+    fields = dict(id=new_id(), user_id=user_id, name=name, key_id=secrets.token_hex(8), key_hash=b"\x01" * 32,
+                  webhook_secret="whsec_x", created_at=1_700_000_000_000, updated_at=1_700_000_000_000)
+    fields.update(kw)
+    return SessionRecord(**fields)
+
+
+class StoreContract:
+    async def test_migrate_is_idempotent(self, store: Store):
+        version = await store.schema_version()
+        assert version >= 1
+        assert await store.migrate() == []
+        assert await store.schema_version() == version
+
+    async def test_users_roundtrip_and_unique_email(self, store: Store):
+        user = a_user("Mixed@Example.com")
+        await store.create_user(user)
+        assert await store.get_user(user.id) == user
+        assert await store.get_user_by_email("Mixed@Example.com") == user
+        assert await store.get_user_by_email("mixed@example.com") == user
+        assert await store.get_user("missing") is None
+        with pytest.raises(StoreConflict):
+            await store.create_user(a_user("mixed@example.com"))
+        assert await store.count_users() == 1
+
+    async def test_tokens_roundtrip_list_and_revoke(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        t1 = ApiToken(id="a" * 16, user_id=user.id, name="one", secret_hash=b"\x02" * 32, created_at=1)
+        t2 = ApiToken(id="b" * 16, user_id=user.id, name="two", secret_hash=b"\x03" * 32, created_at=2)
+        await store.create_token(t1)
+        await store.create_token(t2)
+        assert await store.get_token(t1.id) == t1
+        assert [t.id for t in await store.list_tokens(user.id)] == [t1.id, t2.id]
+        assert await store.revoke_token(t1.id, at=99) is True
+        assert await store.revoke_token(t1.id, at=100) is False
+        assert (await store.get_token(t1.id)).revoked_at == 99
+        with pytest.raises(StoreConflict):
+            await store.create_token(t1)
+
+    async def test_sessions_roundtrip(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        s = a_session(user.id, phone_number="+15551234567", webhook_url="https://x.example/h",
+                      webhook_events=["message.sent", "session.qr"], webhook_enabled=False)
+        await store.create_session(s)
+        assert await store.get_session(s.id) == s
+        assert await store.get_session_by_key_id(s.key_id) == s
+        assert await store.get_session("nope") is None
+        with pytest.raises(StoreConflict):
+            await store.create_session(a_session(user.id, key_id=s.key_id))
+
+    async def test_list_sessions_pages_by_id_per_user(self, store: Store):
+        alice, bob = a_user("a@example.com"), a_user("b@example.com")
+        await store.create_user(alice)
+        await store.create_user(bob)
+        mine = [a_session(alice.id, f"a{i}") for i in range(5)]
+        for s in mine:
+            await store.create_session(s)
+        await store.create_session(a_session(bob.id, "b"))
+        page1 = await store.list_sessions(alice.id, after=None, limit=3)
+        page2 = await store.list_sessions(alice.id, after=page1[-1].id, limit=3)
+        assert [s.id for s in page1 + page2] == sorted(s.id for s in mine)
+        assert len(page2) == 2
+
+    async def test_update_session_changes_only_given_fields(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        s = a_session(user.id, phone_number="+15551234567")
+        await store.create_session(s)
+        updated = await store.update_session(
+            s.id, {"name": "renamed", "status": SessionStatus.FAILED, "status_reason": "crash loop",
+                   "webhook_events": ["message.received"], "connect_on_start": True, "send_limit": "20/minute"},
+            at=s.updated_at + 5)
+        assert updated.name == "renamed" and updated.status is SessionStatus.FAILED
+        assert updated.status_reason == "crash loop" and updated.webhook_events == ["message.received"]
+        assert updated.phone_number == "+15551234567" and updated.updated_at == s.updated_at + 5
+        assert updated.send_limit == "20/minute"
+        assert await store.get_session(s.id) == updated
+        assert [x.id for x in await store.list_sessions_to_connect()] == [s.id]
+        assert await store.update_session("missing", {"name": "x"}, at=1) is None
+        with pytest.raises(ValueError):
+            await store.update_session(s.id, {"user_id": "someone else"}, at=1)
+
+    async def test_delete_session(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        s = a_session(user.id)
+        await store.create_session(s)
+        assert await store.delete_session(s.id) is True
+        assert await store.delete_session(s.id) is False
+        assert await store.get_session(s.id) is None
+        assert await store.get_session_by_key_id(s.key_id) is None
+
+
+def a_message(session: SessionRecord, **kw) -> MessageRecord:
+    fields = dict(id=new_id(), session_id=session.id, user_id=session.user_id, to_jid="1555@s.whatsapp.net",
+                  type="text", payload=b"\x81\xa4text\xa2hi", expires_at=10_000, created_at=1_000,
+                  updated_at=1_000)
+    fields.update(kw)
+    return MessageRecord(**fields)
+
+
+class MessageContract:
+    async def _session(self, store: Store) -> SessionRecord:
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id)
+        await store.create_session(s)
+        return s
+
+    async def test_create_and_get_with_history(self, store: Store):
+        s = await self._session(store)
+        m = a_message(s, modifiers=["quoted"], payload=b"\x00\xffbinary")
+        assert await store.create_messages([m]) is None
+        assert await store.get_message(m.id) == m
+        assert await store.get_message_history(m.id) == [StatusEntry(MessageStatus.QUEUED, 1_000, None)]
+        assert await store.count_messages(s.id, MessageStatus.QUEUED) == 1
+
+    async def test_claim_in_order_respecting_schedule_and_expiry(self, store: Store):
+        s = await self._session(store)
+        first, scheduled, second = a_message(s), a_message(s, send_at=5_000), a_message(s)
+        expired = a_message(s, expires_at=1_500)
+        await store.create_messages([first, scheduled, second, expired])
+        got = await store.claim_next_message(s.id, now=2_000)
+        assert got.id == first.id and got.status is MessageStatus.SENDING and got.attempts == 1
+        assert (await store.claim_next_message(s.id, now=2_000)).id == second.id
+        assert await store.claim_next_message(s.id, now=2_000) is None  # scheduled not due, expired skipped
+        assert await store.next_scheduled_at(s.id) == 5_000
+        assert (await store.claim_next_message(s.id, now=5_000)).id == scheduled.id
+        assert [m.id for m in await store.expire_messages(now=2_000)] == [expired.id]
+        assert (await store.get_message(expired.id)).status is MessageStatus.FAILED
+
+    async def test_status_moves_and_guards(self, store: Store):
+        s = await self._session(store)
+        m = a_message(s)
+        await store.create_messages([m])
+        await store.claim_next_message(s.id, now=2_000)
+        sent = await store.set_message_status(m.id, MessageStatus.SENT, 3_000, wa_id="WA1",
+                                              only_from=frozenset({MessageStatus.SENDING}))
+        assert sent.status is MessageStatus.SENT and sent.wa_id == "WA1"
+        assert (await store.find_message_by_wa_id(s.id, "WA1")).id == m.id
+        assert await store.find_message_by_wa_id(s.id, "WA2") is None
+        # a late 'delivered' after 'read' is refused by the guard
+        await store.set_message_status(m.id, MessageStatus.READ, 5_000,
+                                       only_from=frozenset({MessageStatus.SENT, MessageStatus.DELIVERED}))
+        assert await store.set_message_status(m.id, MessageStatus.DELIVERED, 6_000,
+                                              only_from=frozenset({MessageStatus.SENT})) is None
+        history = [e.status for e in await store.get_message_history(m.id)]
+        assert history == [MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.READ]
+        assert (await store.get_message(m.id)).wa_id == "WA1"
+
+    async def test_requeue_interrupted(self, store: Store):
+        s = await self._session(store)
+        m = a_message(s)
+        await store.create_messages([m])
+        await store.claim_next_message(s.id, now=2_000)
+        assert await store.requeue_interrupted([s.id], at=3_000) == 1
+        again = await store.claim_next_message(s.id, now=4_000)
+        assert again.id == m.id and again.attempts == 2
+
+    async def test_idempotency_key_claimed_with_the_messages(self, store: Store):
+        s = await self._session(store)
+        idem = IdempotencyRecord(session_id=s.id, key="k1", request_hash=b"h" * 32, status_code=202,
+                                 response=b'{"messageId":"x"}', created_at=1_000)
+        m1, m2 = a_message(s), a_message(s)
+        assert await store.create_messages([m1], idem) is None
+        existing = await store.create_messages([m2], msgspec_replace(idem, response=b"other"))
+        assert existing == idem
+        assert await store.get_message(m2.id) is None  # nothing inserted on a replay
+        assert await store.get_idempotency(s.id, "k1") == idem
+        assert await store.purge_idempotency(older_than=2_000) == 1
+        assert await store.get_idempotency(s.id, "k1") is None
+
+
+class ContactContract:
+    async def test_upsert_get_list(self, store: Store):
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id)
+        await store.create_session(s)
+        c = ContactRecord(session_id=s.id, phone_number="+15550000002", name="Bo", created_at=1, updated_at=1)
+        assert await store.upsert_contact(c) == c
+        renamed = await store.upsert_contact(ContactRecord(session_id=s.id, phone_number="+15550000002",
+                                                           name="Bob", created_at=5, updated_at=5))
+        assert (renamed.name, renamed.created_at, renamed.updated_at) == ("Bob", 1, 5)
+        await store.upsert_contact(ContactRecord(session_id=s.id, phone_number="+15550000001", name=None,
+                                                 created_at=2, updated_at=2))
+        assert await store.get_contact(s.id, "+15550000002") == renamed
+        assert await store.get_contact(s.id, "+19999999999") is None
+        page = await store.list_contacts(s.id, after=None, limit=1)
+        assert [c.phone_number for c in page] == ["+15550000001"]
+        rest = await store.list_contacts(s.id, after=page[-1].phone_number, limit=10)
+        assert [c.phone_number for c in rest] == ["+15550000002"]
+
+
+class OutboxContract:
+    """The webhooks' DeliveryStore contract, as MemoryDeliveryStore defines it."""
+
+    async def _deliveries(self, store: Store):
+        from gateway.webhooks import Delivery
+
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id)
+        await store.create_session(s)
+        rows = [Delivery(id=f"{ep}{i}", session_id=s.id, event="e", endpoint=ep, secret="whsec_x", payload=b"{}",
+                         created_at=0, next_attempt_at=i) for i in range(5) for ep in ("a", "b")]
+        await store.insert_deliveries(rows)
+        return s
+
+    async def test_claims_respect_room_leases_and_fences(self, store: Store):
+        from gateway.webhooks import AttemptRecord, DeliveryStatus
+
+        s = await self._deliveries(store)
+        got = await store.claim_due(10, limit=10, room={"a": 1}, default_room=2, lease_until_ms=100)
+        assert sorted(d.id for d in got) == ["a0", "b0", "b1"]
+        assert all(d.claimed_until == 100 for d in got)
+        only = await store.claim_due(10, limit=10, room={"a": 1}, default_room=0, lease_until_ms=100)
+        assert [d.id for d in only] == ["a1"]
+        assert await store.next_due_at(room={"a": 0}, default_room=1) == 2
+        assert await store.next_due_at(room={}, default_room=0) is None
+        again = await store.claim_due(100, limit=10, room={}, default_room=10, lease_until_ms=200)
+        assert {"a0", "b0", "b1", "a1"} <= {d.id for d in again}
+        stale = AttemptRecord(delivery_id="a0", attempt=1, claimed_until=100, started_at=0, finished_at=1,
+                              outcome=DeliveryStatus.DELIVERED, next_attempt_at=None, status_code=200)
+        assert not await store.record_attempt(stale)
+        fresh = AttemptRecord(delivery_id="a0", attempt=1, claimed_until=200, started_at=0, finished_at=1,
+                              outcome=DeliveryStatus.PENDING, next_attempt_at=5000, status_code=503, error="HTTP 503")
+        assert await store.record_attempt(fresh)
+        a0 = await store.get_delivery("a0")
+        assert (a0.attempts, a0.claimed_until, a0.next_attempt_at, a0.last_error) == (1, 0, 5000, "HTTP 503")
+        assert await store.expedite("a", 300) == 1
+        assert (await store.get_delivery("a0")).next_attempt_at == 300
+        assert [a.status_code for a in await store.list_attempts("a0")] == [503]
+        listed = await store.list_deliveries(s.id, status=None, before=None, limit=3)
+        assert [d.id for d in listed] == ["b4", "b3", "b2"]
+
+    async def test_events_become_deliveries_in_the_same_write(self, store: Store):
+        import msgspec
+
+        from gateway._events import make_event
+
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id, webhook_url="https://hooks.example/x", webhook_events=["message.sent"],
+                      webhook_secret="whsec_AAAA")
+        await store.create_session(s)
+
+        def events(record):
+            return [make_event("session.connected", record.id, {"name": record.name}),
+                    make_event("message.sent", record.id, {"name": record.name})]
+
+        await store.update_session(s.id, {"name": "renamed"}, 5, events=events)
+        [d] = await store.list_deliveries(s.id, status=None, before=None, limit=10)
+        assert (d.event, d.endpoint, d.secret, d.next_attempt_at) == ("message.sent", "https://hooks.example/x",
+                                                                      "whsec_AAAA", 5)
+        body = msgspec.json.decode(d.payload)
+        assert body["sessionId"] == s.id and body["data"] == {"name": "renamed"}  # built from the new record
+        await store.record_events([make_event("webhook.test", s.id, {})], 6)  # test pings ignore the filter
+        assert len(await store.list_deliveries(s.id, status=None, before=None, limit=10)) == 2
+        await store.update_session(s.id, {"webhook_enabled": False}, 7, events=events)
+        assert len(await store.list_deliveries(s.id, status=None, before=None, limit=10)) == 2
+        m = a_message(s)
+        await store.create_messages([m])
+        await store.update_session(s.id, {"webhook_enabled": True, "webhook_events": []}, 8)
+        await store.set_message_status(m.id, MessageStatus.FAILED, 9, reason="x",
+                                       events=lambda r: [make_event("message.status", r.session_id,
+                                                                    {"status": r.status.value})])
+        newest = (await store.list_deliveries(s.id, status=None, before=None, limit=1))[0]
+        assert msgspec.json.decode(newest.payload)["data"] == {"status": "failed"}
+
+    async def test_dead_letter_and_redeliver(self, store: Store):
+        from gateway.webhooks import AttemptRecord, DeliveryStatus
+
+        s = await self._deliveries(store)
+        [d] = await store.claim_due(0, limit=1, room={}, default_room=1, lease_until_ms=50)
+        dead = AttemptRecord(delivery_id=d.id, attempt=1, claimed_until=50, started_at=0, finished_at=1,
+                             outcome=DeliveryStatus.DEAD, next_attempt_at=None, status_code=400, error="HTTP 400")
+        assert await store.record_attempt(dead)
+        assert [x.id for x in await store.list_deliveries(s.id, status=DeliveryStatus.DEAD, before=None,
+                                                         limit=10)] == [d.id]
+        assert await store.count_deliveries(DeliveryStatus.DEAD) == 1
+        again = await store.redeliver(d.id, 77)
+        assert (again.status, again.next_attempt_at, again.attempts) == (DeliveryStatus.PENDING, 77, 0)
+        assert await store.redeliver("missing", 1) is None
+
+
+def msgspec_replace(record, **changes):
+    import msgspec
+
+    return msgspec.structs.replace(record, **changes)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway import Config, ConfigError
+from gateway._config import MIB, SETTINGS, settings_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults():
+    c = Config.from_env({})
+    assert c.database_url == "sqlite:///./data/gateway.db"
+    assert c.bind == "127.0.0.1:8080"
+    assert c.transport == "whatsapp"
+    assert c.allow_private_urls is False
+    assert c.max_body == 1 * MIB and c.max_media_body > c.max_body
+    assert c.log_level == "INFO"
+
+
+def test_env_and_flags():
+    env = {"GATEWAY_TRANSPORT": "sim", "GATEWAY_ALLOW_PRIVATE_URLS": "yes", "GATEWAY_MAX_BODY": "2048",
+           "GATEWAY_LOG_LEVEL": "debug", "GATEWAY_BIND": "0.0.0.0:9000"}
+    c = Config.from_env(env, bind="127.0.0.1:7000", transport=None)
+    assert (c.transport, c.allow_private_urls, c.max_body, c.log_level, c.bind) == \
+        ("sim", True, 2048, "DEBUG", "127.0.0.1:7000")
+
+
+def test_port_is_honoured_when_bind_unset():
+    assert Config.from_env({"PORT": "5123"}).bind == "0.0.0.0:5123"
+    assert Config.from_env({"PORT": "5123", "GATEWAY_BIND": "127.0.0.1:1"}).bind == "127.0.0.1:1"
+    assert Config.from_env({"PORT": "5123"}).host_port == ("0.0.0.0", 5123)
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"GATEWAY_TRANSPORT": "carrier-pigeon"}, "GATEWAY_TRANSPORT"),
+    ({"GATEWAY_MAX_BODY": "lots"}, "GATEWAY_MAX_BODY"),
+    ({"GATEWAY_ALLOW_PRIVATE_URLS": "maybe"}, "GATEWAY_ALLOW_PRIVATE_URLS"),
+    ({"GATEWAY_BIND": "nowhere"}, "bind"),
+    ({"GATEWAY_DATABASE_URL": "mysql://x"}, "GATEWAY_DATABASE_URL"),
+    ({"GATEWAY_MAX_BODY": "100", "GATEWAY_MAX_MEDIA_BODY": "10"}, "GATEWAY_MAX_BODY"),
+    ({"GATEWAY_LOG_LEVEL": "chatty"}, "GATEWAY_LOG_LEVEL"),
+])
+def test_bad_values_are_clear_errors(env, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Config.from_env(env)
+
+
+def test_every_setting_is_a_field_and_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    fields = set(Config.__struct_fields__)
+    for s in SETTINGS:
+        assert s.field in fields
+        assert f"| `{s.env}` | `{s.default}` |" in readme, s.env
+        assert getattr(Config(), s.field) == Config.from_env({s.env: s.default}).__getattribute__(s.field)
+    assert {s.field for s in SETTINGS} == fields
+    assert settings_markdown() in readme  # the table is exactly what the code describes
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"```sh\n# \d\. .*\n(.+)\n```", readme)
+    assert len(commands) == 2, commands
+    assert commands[1] in ci.splitlines()

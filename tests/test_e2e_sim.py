@@ -1,0 +1,174 @@
+"""End to end: the gateway with the `sim` transport against a `gateway simulator` process."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from bench.simulator import open_sim_control
+from gateway import Config, create_app
+from gateway.app import running_gateway
+
+from ._sim_proc import simulator
+from .conftest import make_account
+from .test_api_messages import PNG
+from .test_api_sessions import BASE, bearer, create
+
+pytestmark = pytest.mark.slow
+
+A_PHONE, B_PHONE, C_PHONE = "+15550000001", "+15550000002", "+15550000003"
+
+
+@asynccontextmanager
+async def gateway_app(tmp_path, sim_url):
+    config = Config(database_url=f"sqlite:///{tmp_path}/g.db", data_dir=str(tmp_path / "data"), transport="sim",
+                    sim_url=sim_url, send_min_gap=0.0, send_jitter=0.0, limit_send="off",
+                    limit_api="off", reconnect_max_delay=1.0)
+    app = create_app(config)
+    async with app.test_app():
+        yield app, app.test_client(), running_gateway(app)
+
+
+async def status_of(client, headers, sid):
+    return (await (await client.get(f"{BASE}/{sid}", headers=headers)).get_json())["status"]
+
+
+async def wait_status(client, headers, sid, status, timeout=20):
+    with trio.fail_after(timeout):
+        while await status_of(client, headers, sid) != status:
+            await trio.sleep(0.02)
+
+
+async def wait_message(client, key, mid, status, timeout=20):
+    with trio.fail_after(timeout):
+        while True:
+            got = await (await client.get(f"/api/v1/messages/{mid}", headers=key)).get_json()
+            if got["status"] == status:
+                return got
+            await trio.sleep(0.02)
+
+
+async def test_pair_message_types_receipts_groups_and_recovery(tmp_path):
+    with simulator("--receipt-delay", "0.05") as sim:
+        async with gateway_app(tmp_path, sim.url) as (app, client, gw):
+            account = await make_account(gw)
+            async with open_sim_control(sim.url) as ctl:
+                a = await create(client, account, name="a", phoneNumber=A_PHONE)
+                b = await create(client, account, name="b", phoneNumber=B_PHONE)
+
+                # connect: CONNECTING with a QR, a scan pairs it
+                r = await (await client.post(f"{BASE}/{a['id']}/connect", headers=account.headers)).get_json()
+                assert r["status"] == "CONNECTING" and r["qr"].startswith("2@")
+                await ctl.scan(a["id"], A_PHONE)
+                await client.post(f"{BASE}/{b['id']}/connect", headers=account.headers)
+                await ctl.wait_qr(b["id"])
+                await ctl.scan(b["id"], B_PHONE)
+                for s in (a, b):
+                    await wait_status(client, account.headers, s["id"], "CONNECTED")
+                ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
+
+                # every type from A reaches B; A's statuses move to read
+                bodies = [
+                    {"text": "hello"},
+                    {"image": {"data": base64.b64encode(PNG).decode(), "caption": "pic"}},
+                    {"video": {"data": base64.b64encode(b"\x00\x00\x00\x18ftypmp42").decode()}},
+                    {"audio": {"data": base64.b64encode(b"OggS" + bytes(20)).decode(), "ptt": True}},
+                    {"document": {"data": base64.b64encode(b"%PDF-1.4").decode(), "filename": "a.pdf"}},
+                    {"sticker": {"data": base64.b64encode(b"RIFF\x00\x00\x00\x00WEBPVP8 ").decode()}},
+                    {"location": {"latitude": 37.7749, "longitude": -122.4194, "name": "San Francisco"}},
+                    {"contact": {"fullName": "John Doe", "phoneNumber": "+1234567890"}},
+                    {"poll": {"question": "Lunch?", "options": ["Pizza", "Sushi"]}},
+                    {"image": {"data": base64.b64encode(PNG).decode()}, "viewOnce": True},
+                    {"text": "hi @15550000002", "mentions": [B_PHONE]},
+                ]
+                with gw.bus.subscribe(b["id"]) as inbox:
+                    mids = []
+                    for body in bodies:
+                        r = await client.post("/api/v1/send-message", json={"to": B_PHONE} | body, headers=ka)
+                        assert r.status_code == 202, await r.get_json()
+                        mids.append((await r.get_json())["messageId"])
+                    first = await wait_message(client, ka, mids[0], "sent")
+                    r = await client.post("/api/v1/send-message", json={"to": B_PHONE, "text": "re", "replyTo": mids[0]},
+                                          headers=ka)
+                    mids.append((await r.get_json())["messageId"])
+                    received = []
+                    with trio.fail_after(20):
+                        while len(received) < len(mids):
+                            ev = await inbox.receive.receive()
+                            if ev.event == "message.received":
+                                received.append(ev.data)
+                assert [m["type"] for m in received] == [
+                    "text", "image", "video", "audio", "document", "sticker", "location", "contact", "poll", "image",
+                    "text", "text"]
+                assert received[0]["text"] == "hello" and received[1]["text"] == "pic"
+                assert received[9]["data"].get("view_once") is True
+                assert received[10]["data"]["mentions"] == ["15550000002@s.whatsapp.net"]
+                assert received[11]["data"]["quoted"]["message_id"] == first["whatsappId"]
+                for mid in mids:
+                    read = await wait_message(client, ka, mid, "read")
+                    assert [h["status"] for h in read["history"]] == ["queued", "sending", "sent", "delivered", "read"]
+
+                # on-whatsapp answers from the simulator's registry
+                yes = await (await client.get(f"/api/v1/on-whatsapp/{B_PHONE}", headers=ka)).get_json()
+                no = await (await client.get("/api/v1/on-whatsapp/+15559999999", headers=ka)).get_json()
+                assert yes["onWhatsApp"] is True and yes["jid"] == "15550000002@s.whatsapp.net"
+                assert no["onWhatsApp"] is False
+                again = await (await client.get(f"/api/v1/on-whatsapp/{B_PHONE}", headers=ka)).get_json()
+                assert again["cached"] is True
+
+                # groups: create, add (per-participant results), remove, leave
+                await ctl.register(C_PHONE)
+                g = await client.post("/api/v1/groups", json={"name": "team", "participants": [B_PHONE]}, headers=ka)
+                group = await g.get_json()
+                assert g.status_code == 201 and group["jid"].endswith("@g.us")
+                added = await (await client.post(f"/api/v1/groups/{group['jid']}/participants/add",
+                                                 json={"participants": [C_PHONE, "+15559999999", B_PHONE]},
+                                                 headers=ka)).get_json()
+                by_jid = {x["jid"].split("@")[0]: x for x in added["results"]}
+                assert by_jid["15550000003"]["ok"] and not by_jid["15559999999"]["ok"] and not by_jid["15550000002"]["ok"]
+                members = await (await client.get(f"/api/v1/groups/{group['jid']}/participants", headers=ka)).get_json()
+                assert {m["phoneNumber"] for m in members["data"]} >= {A_PHONE, B_PHONE, C_PHONE}
+                removed = await (await client.post(f"/api/v1/groups/{group['jid']}/participants/remove",
+                                                   json={"participants": [C_PHONE]}, headers=ka)).get_json()
+                assert removed["results"][0]["ok"]
+                listed = await (await client.get("/api/v1/groups", headers=kb)).get_json()
+                assert group["jid"] in [x["jid"] for x in listed["data"]]
+                left = await client.post(f"/api/v1/groups/{group['jid']}/leave", headers=kb)
+                assert (await left.get_json())["left"] is True
+                listed = await (await client.get("/api/v1/groups", headers=kb)).get_json()
+                assert group["jid"] not in [x["jid"] for x in listed["data"]]
+
+                # idempotent retries send once; a scheduled message waits for its time
+                body = {"to": B_PHONE, "text": "exactly once"}
+                r1 = await client.post("/api/v1/send-message", json=body, headers=ka | {"Idempotency-Key": "k-1"})
+                r2 = await client.post("/api/v1/send-message", json=body, headers=ka | {"Idempotency-Key": "k-1"})
+                assert (await r1.get_json()) == (await r2.get_json())
+                await wait_message(client, ka, (await r1.get_json())["messageId"], "sent")
+                when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.2)
+                r = await client.post("/api/v1/send-message", json={"to": B_PHONE, "text": "later",
+                                                                    "sendAt": when.isoformat()}, headers=ka)
+                scheduled = (await r.get_json())["messageId"]
+                await trio.sleep(0.5)
+                assert not [m for m in await ctl.messages() if m.text == "later"]
+                await wait_message(client, ka, scheduled, "sent")
+                assert len([m for m in await ctl.messages() if m.text == "exactly once"]) == 1
+                counts = await ctl.record_counts()
+                assert counts.duplicates == 0
+
+            # the simulator dies: sessions go DISCONNECTED, then come back by themselves without a scan
+            sim.kill()
+            await wait_status(client, account.headers, a["id"], "DISCONNECTED")
+            sim.start()
+            for s in (a, b):
+                  await wait_status(client, account.headers, s["id"], "CONNECTED", timeout=30)
+            r = await client.post("/api/v1/send-message", json={"to": B_PHONE, "text": "back"}, headers=ka)
+            await wait_message(client, ka, (await r.get_json())["messageId"], "sent")
+
+        # a gateway restart (a new app on the same database) brings the connected sessions back
+        async with gateway_app(tmp_path, sim.url) as (app2, client2, gw2):
+            for s in (a, b):
+                await wait_status(client2, account.headers, s["id"], "CONNECTED", timeout=30)
