@@ -15,6 +15,8 @@ session's device or pairs a new one. How each neonize hazard is handled:
   start hold ends with the first Go callback, connect() returning, or after
   `start_hold_cap`. A stop first lets a start in progress settle: Go's Stop
   waits for a dial in progress, and would do so holding the exclusive lock.
+  A stop keeps the exclusive hold until that client's connect() has returned
+  (at most `STOP_SETTLE`): Go's connect cleans up its map entries on the way out.
   Residual risks, inside Go and out of reach: a connect start still running
   after the cap, and an unpaired client's map read when its QR phase ends
   (paired, or its QR codes ran out after a stop).
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 
 PAIRING_DEADLINE: Final = 120.0  # seconds from run() start for an unpaired session
 STOP_TIMEOUT: Final = 15.0  # seconds to wait for connect() to return after stop
+STOP_SETTLE: Final = 2.0  # longest exclusive hold after Stop, waiting for Go's connect to unwind
 START_HOLD_CAP: Final = 3.0  # longest exclusive hold for a connect start (seconds)
 PAIR_PHONE_WAIT: Final = 20.0  # seconds pair_phone waits for the first QR code
 MAX_CONCURRENT_CALLS: Final = 16  # Go calls in flight per factory
@@ -90,6 +93,7 @@ class NeonizeTransport(GoCallbacks):
         self.spec, self.session_id = spec, spec.session_id
         self._client, self._lock = client, lock
         self._pairing_deadline, self._stop_timeout = pairing_deadline, stop_timeout
+        self._stop_settle = min(STOP_SETTLE, stop_timeout)
         self._start_hold_cap, self._pair_phone_wait = start_hold_cap, pair_phone_wait
         self._limiter = limiter or trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
         self._attempt: Attempt | None = None
@@ -167,6 +171,8 @@ class NeonizeTransport(GoCallbacks):
                 self._client.connect()
             except Exception as exc:
                 error = nz().conv.go_text(exc)
+            finally:
+                a.connect_returned.set()
         except BaseException as exc:
             log.exception("neonize connect thread failed (session %s)", self.session_id)
             error = error or f"connect thread failed: {exc!r}"
@@ -206,6 +212,11 @@ class NeonizeTransport(GoCallbacks):
                     self._client.stop()
                 except Exception:
                     log.exception("neonize stop failed (session %s)", self.session_id)
+                # Go's connect unwinds after Stop and touches the same global maps on its way
+                # out: keep everyone else out of Go until it has returned (bounded).
+                if not a.connect_returned.wait(self._stop_settle):
+                    log.info("neonize connect() of session %s still unwinding %g s after stop",
+                             self.session_id, self._stop_settle)
 
     async def _wait_previous_thread(self) -> None:
         thread = self._thread

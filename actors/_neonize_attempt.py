@@ -63,6 +63,7 @@ class Attempt:
         self.deliveries: set[trio.CancelScope] = set()
         # any thread; go_started/go_stopped change under the exclusive lock only
         self.stop_flag = threading.Event()
+        self.connect_returned = threading.Event()  # the Go connect call has returned
         self.go_started = self.go_stopped = False
         self._start_hold = self._settled = False
         self._hold_guard = threading.Lock()

@@ -44,6 +44,7 @@ DEFAULT_TTL: Final = 10.0
 FORGET_DEAD_NODES_AFTER: Final = 3600.0
 _MAX_PARALLEL_RESUMES: Final = 16
 _STORE_RETRY_MAX: Final = 5.0
+_LEAVE_ROUND_WAIT: Final = 3.0  # leave() waits this long for a round in flight
 
 
 class NotOwner(Exception):
@@ -118,6 +119,8 @@ class LeaseKeeper:
         self._changed = trio.Event()  # a deadline moved or a lease came or went
         self._poke = trio.Event()
         self._renewed_at: float | None = None
+        self._rounds_scope = trio.CancelScope()
+        self._rounds_done = trio.Event()
         self._live_nodes = 0
         self._wanted = 0
         self._counts: dict[str, int] = dict.fromkeys(
@@ -195,24 +198,33 @@ class LeaseKeeper:
             # and share from the first round instead of one taking everything and handing it back.
             with trio.move_on_after(self.interval):
                 await self._poke.wait()
-            failures = 0
-            while True:
-                self._poke = trio.Event()
-                try:
-                    await self._round()
-                    self.on_round()
-                    failures = 0
-                    wait = self.interval
-                except Exception:
-                    failures += 1
-                    self._counts["store_errors"] += 1
-                    wait = min(_STORE_RETRY_MAX, self.interval / 4 * failures)
-                    log.exception("lease round failed; retrying in %.1f s", wait)
-                with trio.move_on_after(wait):
-                    await self._poke.wait()
+            with self._rounds_scope:  # leave() ends the rounds before it marks this node gone
+                await self._rounds()
+            self._rounds_done.set()
+            await trio.sleep_forever()
+
+    async def _rounds(self) -> None:
+        failures = 0
+        while True:
+            self._poke = trio.Event()
+            try:
+                await self._round()
+                self.on_round()
+                failures = 0
+                wait = self.interval
+            except Exception:
+                failures += 1
+                self._counts["store_errors"] += 1
+                wait = min(_STORE_RETRY_MAX, self.interval / 4 * failures)
+                log.exception("lease round failed; retrying in %.1f s", wait)
+            with trio.move_on_after(wait):
+                await self._poke.wait()
 
     async def leave(self) -> None:
         """Graceful exit (actors already stopped): release every lease and mark the node dead."""
+        self._rounds_scope.cancel()  # a renewal in flight would bring this node back to life
+        with trio.move_on_after(_LEAVE_ROUND_WAIT):
+            await self._rounds_done.wait()
         handed = len(self._leases)
         self._leases.clear()
         self._signal()
