@@ -1,9 +1,9 @@
 """The embedded SQLite store.
 
-One connection in WAL mode, used from worker threads one call at a time
-(a `CapacityLimiter(1)`), so the trio loop never blocks on disk and SQLite
-never sees two writers. Calls are not cancellable once started: a write either
-happens whole or not at all.
+One connection in WAL mode, used from worker threads one batch of calls at a
+time (group commit, `_sqlite_batch`), so the trio loop never blocks on disk and
+SQLite never sees two writers. Calls are not cancellable once started: a write
+either happens whole or not at all.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ._records import (
     SessionRecord, SessionStatus, StatusEntry, User, now_ms,
 )
 from ._base import EventsOf, StoreConflict
+from ._sqlite_batch import GroupCommit
 from ._sqlite_cluster import SqliteCluster, fence_holds
 from ._sqlite_outbox import SqliteOutbox, write_events
 from ._sqlite_schema import MIGRATIONS
@@ -43,7 +44,7 @@ def path_from_url(url: str) -> str:
 class SqliteStore(SqliteOutbox, SqliteCluster):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._limiter = trio.CapacityLimiter(1)
+        self._calls = GroupCommit(conn)
         self._closed = False
 
     @classmethod
@@ -62,30 +63,30 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
 
         return cls(await trio.to_thread.run_sync(connect))
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("store is closed")
-        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read (or anything that needs no transaction of its own), batched with other calls."""
+        self._check_open()
+        return await self._calls.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
+        """A write: atomic on its own, durable when this returns (group commit, see `_sqlite_batch`)."""
+        self._check_open()
         try:
-            return await self._run(tx)
+            return await self._calls.write(fn)
         except sqlite3.IntegrityError as exc:
             raise StoreConflict(str(exc)) from None
 
+    async def _exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        return await self._calls.exclusive(fn)
+
     async def aclose(self) -> None:
         if not self._closed:
-            await self._run(lambda c: c.close())
+            await self._exclusive(lambda c: c.close())
             self._closed = True
 
     # -- migrations ---------------------------------------------------------
@@ -111,7 +112,7 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
                 applied.append(version)
             return applied
 
-        return await self._run(apply)
+        return await self._exclusive(apply)
 
     async def schema_version(self) -> int:
         def read(conn: sqlite3.Connection) -> int:
