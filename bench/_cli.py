@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--rate", type=float, default=100.0, help="messages/s sent (default 100)")
     hooks.add_argument("--duration", type=float, default=10.0, help="seconds of sending per phase (default 10)")
     hooks.add_argument("--clients", type=int, default=16, help="concurrent connections (default 16)")
+    hooks.add_argument("--inbound", type=int, default=5000,
+                       help="incoming messages for the capacity phase (default 5000; 0 skips it)")
     hooks.add_argument("--grace", type=float, default=15.0,
                        help="seconds to wait for deliveries after sending stops (default 15)")
 
@@ -158,7 +160,7 @@ async def _run(args: argparse.Namespace, ui: Ui) -> dict:
         if args.scenario == "webhooks":
             from ._webhooks import run_webhooks
 
-            return await run_webhooks(target, ui, sessions=args.sessions, grace=args.grace,
+            return await run_webhooks(target, ui, sessions=args.sessions, grace=args.grace, inbound=args.inbound,
                                       load=Load(connections=args.clients, duration=args.duration, warmup=0.0,
                                                 workers=args.workers, rate=args.rate))
         from ._soak import run_soak

@@ -1,5 +1,13 @@
 """The `webhooks` scenario: delivery throughput, and isolation behind one dead endpoint.
 
+Capacity: bench's receiver is measured on its own first, with wrk POSTing a
+webhook-sized event to it (its ceiling). Then the simulator delivers
+`--inbound` incoming messages to the N healthy sessions as fast as bench's
+control connections can inject them; each becomes a `message.received` event,
+stored, signed and POSTed to the receiver. Deliveries per second, from the
+first injection to the last delivery, divided by the receiver's ceiling, is
+the headline ratio (target ≥ 0.5).
+
 Phase 1 (healthy): N sessions whose `webhookUrl` is bench's receiver get a
 paced load of send-message; each message makes events (`message.sent`, then
 `message.status` delivered and read as the simulator's receipts come). Bench
@@ -17,20 +25,28 @@ the report says so instead of inventing figures.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
+import msgspec
 import numpy as np
 import trio
 
-from ._http import Endpoint
+from ._http import Client, Endpoint
 from ._receiver import Delivery, Receiver, open_dead_endpoint, open_receiver
 from ._runs import Load, Sampler, load_summary, run_baseline, run_phase, send_requests
 from ._setup import BenchSession, Target, ready_sessions
 from ._stats import latency_summary, ratio
 from ._ui import Ui
+from ._wrk import run_wrk
+from .simulator import open_sim_control
+
+CAPACITY_SENDER: Final = "+15550009999"
+INJECTORS: Final = 32  # control connections injecting in parallel
+CEILING_SECONDS: Final = 5.0
 
 
-async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, grace: float) -> dict[str, Any]:
+async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, grace: float,
+                       inbound: int = 5000) -> dict[str, Any]:
     sampler = Sampler(target.gateway_pid)
     async with trio.open_nursery() as nursery, open_receiver() as receiver, open_dead_endpoint() as dead_url:
         await nursery.start(sampler.run)
@@ -40,6 +56,11 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         dead = (await ready_sessions(target, 1, webhook_url=lambda _i: f"{dead_url}/dead", prefix="dead"))[0]
         base = await run_baseline(target, ui, Load(connections=load.connections, duration=min(load.duration, 5.0),
                                                    warmup=1.0, workers=load.workers), [])
+        ceiling = await _receiver_ceiling(target, ui, receiver, connections=load.connections)
+        capacity = None
+        if inbound > 0:
+            sampler.mark("capacity")
+            capacity = await _capacity(target, ui, receiver, healthy, count=inbound, grace=grace)
         sampler.mark("healthy")
         one = await _phase(target, ui, receiver, "phase 1: healthy endpoints", healthy, load, grace)
         phases = {"healthy": one}
@@ -66,11 +87,17 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         sampler.mark("done")
         nursery.cancel_scope.cancel()
     b = load_summary(base)
+    ceiling_rps = (ceiling or {}).get("requests_per_s")
+    capacity_rps = (capacity or {}).get("deliveries_per_s")
     return {
         "scenario": "webhooks",
         "parameters": {"healthy_sessions": sessions, "rate": load.rate, "duration_s": load.duration,
-                       "connections": load.connections, "grace_s": grace},
+                       "connections": load.connections, "grace_s": grace, "inbound": inbound},
         "summary": {
+            "capacity: deliveries_per_s": capacity_rps if capacity else "skipped (--inbound 0)",
+            "receiver ceiling (wrk) req/s": ceiling_rps or "wrk not installed",
+            "capacity ÷ receiver ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
+            else "n/a",
             "messages_per_s_offered": load.rate,
             "deliveries_per_s": one["deliveries_per_s"],
             "healthy_lag_p99_ms": one["lag_ms"].get("p99_ms", "n/a"),
@@ -79,9 +106,17 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
                if verdict["available"] else {"webhook delivery": verdict["reason"]}),
         },
         "webhooks": verdict,
+        "capacity": capacity,
+        "receiver_ceiling": ceiling,
         "phases": phases,
         "baseline": b,
-        "ratios": {"deliveries_per_s": ratio(one["deliveries_per_s"], b["requests_per_s"])},
+        "ratios": {"capacity_to_receiver_ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
+                   else None,
+                   "deliveries_per_s": ratio(one["deliveries_per_s"], b["requests_per_s"])},
+        "targets": {"capacity_at_least_0.5x_receiver": None if not (capacity_rps and ceiling_rps)
+                    else capacity_rps / ceiling_rps >= 0.5,
+                    "healthy_rate_loss_at_most_10pct_with_dead_endpoint":
+                    None if not verdict["available"] else verdict["healthy_rate_ratio"] >= 0.9},
         "resources": sampler.to_json(),
     }
 
@@ -129,3 +164,72 @@ def _phase_figures(got: list[Delivery], accepted: int, healthy: int, started: fl
         "by_event": events,
         "read_receipts_for_healthy": events.get("message.status read", 0),
     }
+
+
+async def _receiver_ceiling(target: Target, ui: Ui, receiver: Receiver, *, connections: int) -> dict[str, Any] | None:
+    """wrk POSTing a webhook-sized event to bench's receiver: what it can take on its own."""
+    body = msgspec.json.encode({
+        "event": "message.received", "sessionId": "0" * 36, "timestamp": "2026-01-01T00:00:00.000Z",
+        "data": {"messageId": "3EB0" + "0" * 16, "from": "15550009999@s.whatsapp.net", "type": "text",
+                 "text": "bench capacity 0000", "pushName": None, "isGroup": False}}).decode()
+    ui.log(f"measuring the receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
+    before = len(receiver.deliveries)
+    result = await run_wrk(f"{receiver.url}/ceiling", body=body, authorization="Bearer -", connections=connections,
+                           seconds=CEILING_SECONDS, workdir=target.workdir)
+    del receiver.deliveries[before:]  # wrk's requests are not deliveries
+    if result is None:
+        ui.log("wrk is not installed: no receiver ceiling, no capacity ratio")
+    return result
+
+
+async def _capacity(target: Target, ui: Ui, receiver: Receiver, sessions: list[BenchSession], *, count: int,
+                    grace: float) -> dict[str, Any]:
+    phones = await _phones(target, sessions)
+    first = len(receiver.deliveries)
+    started = time.time()
+    injected_at: list[float] = []
+
+    async def injector(start: int) -> None:
+        async with open_sim_control(target.sim_url) as ctl:
+            for i in range(start, count, INJECTORS):
+                await ctl.inject(CAPACITY_SENDER, phones[i % len(phones)], f"bench capacity {i}")
+        injected_at.append(time.time())
+
+    def received() -> list[Delivery]:
+        return [d for d in receiver.since(first) if d.path.startswith("/s/") and d.event == "message.received"]
+
+    with ui.task(f"capacity: {count} incoming messages to deliver", count) as task:
+        async with trio.open_nursery() as nursery:
+            for k in range(INJECTORS):
+                nursery.start_soon(injector, k)
+            with trio.move_on_after(grace + count / 100):
+                while len(got := received()) < count:
+                    task.update(len(got))
+                    await receiver.changed.wait()
+        got = received()
+        task.update(len(got))
+    if not got:
+        return {"injected": count, "delivered": 0, "deliveries_per_s": 0.0}
+    last = max(d.received_at for d in got)
+    inject_s = max(injected_at) - started if injected_at else None
+    lags = [d.received_at - d.event_at for d in got if d.event_at is not None]
+    return {
+        "injected": count, "delivered": len(got), "unique": len({d.webhook_id for d in got}),
+        "inject_s": round(inject_s, 3) if inject_s else None,
+        "injected_per_s": round(count / inject_s, 1) if inject_s else None,
+        "deliver_s": round(last - started, 3),
+        "deliveries_per_s": round(len(got) / (last - started), 1) if last > started else None,
+        "lag_ms": latency_summary(np.maximum(np.asarray(lags), 0)) if lags else {"count": 0},
+    }
+
+
+async def _phones(target: Target, sessions: list[BenchSession]) -> list[str]:
+    client = Client(target.url)
+    try:
+        phones = []
+        for s in sessions:
+            r = await client.call("GET", f"/api/v1/whatsapp-sessions/{s.id}", headers=s.auth)
+            phones.append(r.json()["phoneNumber"])
+        return phones
+    finally:
+        await client.aclose()

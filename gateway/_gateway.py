@@ -85,8 +85,11 @@ async def open_gateway(config: Config, *, transport_factory: TransportFactory | 
                 timeout=httpx.Timeout(config.media_timeout), follow_redirects=False,
                 headers={"User-Agent": "trio-whatsapp-gateway"}))
             sink = EventSink(store, bus)
+            # Many sessions often post to one backend: keep as many connections to one origin
+            # alive as can be in flight at once, or each burst would reconnect.
             webhook_client = H11Client(timeout=config.webhook_timeout,
-                                       max_idle_per_origin=max(16, config.webhook_per_endpoint))
+                                       max_idle_per_origin=max(16, config.webhook_concurrency),
+                                       max_idle=max(256, config.webhook_concurrency))
             messaging = Messaging(config, store, sink, http)
             live = LiveSessions(config, store, sink, rates, messaging)
             if transport_factory is None:

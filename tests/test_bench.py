@@ -81,7 +81,15 @@ def test_sessions(tmp_path):
 
 def test_webhooks(tmp_path):
     r = bench(tmp_path, "webhooks", "--sessions", "2", "--rate", "20", "--duration", "1.5", "--clients", "2",
-              "--grace", "8")
+              "--grace", "8", "--inbound", "40")
+    capacity = r["capacity"]
+    assert capacity["injected"] == 40 and capacity["delivered"] == 40 and capacity["unique"] == 40
+    assert capacity["deliveries_per_s"] > 0 and capacity["lag_ms"]["count"] == 40
+    if r["receiver_ceiling"] is not None:  # wrk installed
+        assert r["receiver_ceiling"]["requests_per_s"] > 0
+        assert r["ratios"]["capacity_to_receiver_ceiling"] > 0
+    else:
+        assert r["ratios"]["capacity_to_receiver_ceiling"] is None
     verdict = r["webhooks"]
     if verdict["available"]:
         healthy = r["phases"]["healthy"]
