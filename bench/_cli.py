@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--drain-timeout", type=float, default=180.0,
                       help="seconds to wait for the send queue to drain (default 180)")
     send.add_argument("--no-webhooks", action="store_true", help="do not set webhookUrl on the sessions")
+    send.add_argument("--api-only", action="store_true",
+                      help="schedule every message a day ahead (sendAt): measure the accept path alone, "
+                           "with nothing sent during the run")
 
     sessions = sub.add_parser("sessions", parents=[common], help="N sessions to CONNECTED: time and RSS/session")
     sessions.add_argument("--sessions", type=int, default=1000, help="sessions to create and connect (default 1000)")
@@ -149,7 +152,7 @@ async def _run(args: argparse.Namespace, ui: Ui) -> dict:
                         rate=args.rate)
             return await run_send(target, ui, SendOptions(
                 sessions=args.sessions, load=load, e2e_sample=args.e2e_sample, drain_timeout=args.drain_timeout,
-                webhooks=not args.no_webhooks, wrk_check=not args.no_wrk))
+                webhooks=not args.no_webhooks, wrk_check=not args.no_wrk, api_only=args.api_only))
         if args.scenario == "sessions":
             from ._sessions import run_sessions
 

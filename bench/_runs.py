@@ -20,12 +20,16 @@ SEND_PATH: Final = "/api/v1/send-message"
 
 
 def send_requests(endpoint: Endpoint, sessions: list[BenchSession], connections: int, *,
-                  text: str = "bench") -> list[bytes]:
-    """One POST /send-message per connection; connection i sends as session i mod N."""
+                  text: str = "bench", send_at: str | None = None) -> list[bytes]:
+    """One POST /send-message per connection; connection i sends as session i mod N.
+
+    With `send_at` (an ISO time), every message is scheduled for then: accepted and stored, not sent.
+    """
     if not sessions:
         sessions = [BenchSession("baseline", "wgs_baseline_key")]
+    body = {"to": RECIPIENT, "text": text} | ({"sendAt": send_at} if send_at else {})
     return [build_request(endpoint, "POST", SEND_PATH, headers=sessions[i % len(sessions)].auth,
-                          json_body={"to": RECIPIENT, "text": text}) for i in range(connections)]
+                          json_body=body) for i in range(connections)]
 
 
 @dataclass

@@ -155,6 +155,31 @@ class MessageContract:
         assert [m.id for m in await store.expire_messages(now=2_000)] == [expired.id]
         assert (await store.get_message(expired.id)).status is MessageStatus.FAILED
 
+    async def test_due_scheduled_and_ready_messages_go_oldest_first(self, store: Store):
+        s = await self._session(store)
+        early = a_message(s, send_at=3_000)  # created first, scheduled: due from 3_000
+        ready = a_message(s)
+        later = a_message(s, send_at=2_500)  # created after `ready`, due earlier than `early`
+        await store.create_messages([early, ready, later])
+        assert await store.next_scheduled_at(s.id) == 2_500
+        assert (await store.claim_next_message(s.id, now=2_000)).id == ready.id  # nothing scheduled is due yet
+        assert await store.claim_next_message(s.id, now=2_000) is None
+        assert await store.sessions_with_due_messages([s.id], 2_000) == []
+        assert await store.sessions_with_due_messages([s.id, s.id], 3_000) == [s.id]
+        # both due: the earliest scheduled goes first, then the next
+        assert [(await store.claim_next_message(s.id, now=3_000)).id for _ in range(2)] == [later.id, early.id]
+        assert await store.next_scheduled_at(s.id) is None
+
+    async def test_a_ready_message_behind_thousands_of_scheduled_ones(self, store: Store):
+        s = await self._session(store)
+        await store.create_messages([a_message(s, send_at=10_000_000 + i, expires_at=20_000_000)
+                                     for i in range(3_000)])
+        ready = a_message(s)
+        await store.create_messages([ready])
+        assert (await store.claim_next_message(s.id, now=2_000)).id == ready.id
+        assert await store.claim_next_message(s.id, now=2_000) is None
+        assert await store.next_scheduled_at(s.id) == 10_000_000
+
     async def test_status_moves_and_guards(self, store: Store):
         s = await self._session(store)
         m = a_message(s)

@@ -79,6 +79,16 @@ def test_sessions(tmp_path):
     assert r["notes"]
 
 
+def test_send_api_only_stores_without_sending(tmp_path):
+    r = bench(tmp_path, "send", "--sessions", "2", "--clients", "4", "--duration", "1.5", "--warmup", "0.5",
+              "--api-only")
+    assert r["parameters"]["api_only"] is True
+    assert r["gateway"]["accepted"] > 0, r["gateway"]["errors"]
+    e2e = r["end_to_end"]
+    assert e2e["available"] is False and e2e["checked"] > 0
+    assert e2e["still_queued"] == e2e["checked"]  # scheduled a day ahead: stored, nothing sent
+
+
 def test_webhooks(tmp_path):
     r = bench(tmp_path, "webhooks", "--sessions", "2", "--rate", "20", "--duration", "1.5", "--clients", "2",
               "--grace", "8", "--inbound", "40")

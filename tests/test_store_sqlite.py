@@ -69,3 +69,4 @@ async def test_store_calls_do_not_block_the_trio_loop(tmp_path):
             nursery.cancel_scope.cancel()
     assert ticks > 10
     await store.aclose()
+

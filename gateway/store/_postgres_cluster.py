@@ -124,10 +124,12 @@ class PostgresCluster(PostgresBase):
     async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
         if not session_ids:
             return []
-        return await self._all(
-            "SELECT DISTINCT session_id FROM messages WHERE session_id = ANY(%s::text[]) AND status = 'queued' "
-            "AND (send_at IS NULL OR send_at <= %s) AND expires_at > %s", (list(session_ids), now, now),
-            lambda r: r[0])
+        return await self._all(  # per session, one probe of each queue lane (messages_ready/_scheduled)
+            "SELECT sid FROM unnest(%s::text[]) AS sid WHERE "
+            "EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' AND send_at IS NULL "
+            "AND expires_at > %s) OR EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' "
+            "AND send_at IS NOT NULL AND send_at <= %s AND expires_at > %s)",
+            (list(dict.fromkeys(session_ids)), now, now, now), lambda r: r[0])
 
 
 def _node(r: Any) -> NodeRecord:

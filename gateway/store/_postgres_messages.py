@@ -85,14 +85,18 @@ class PostgresMessages(PostgresBase):
     async def claim_next_message(self, session_id: str, now: int, *,
                                  fence: Fence | None = None) -> MessageRecord | None:
         fenced, fence_params = fence_clause("messages.session_id", fence)
+        # Two lanes, one index lookup each (messages_ready, messages_scheduled); the older of the two goes.
         return await self._one(
-            "WITH next AS (SELECT id FROM messages WHERE session_id = %s AND status = 'queued' "
-            f"AND (send_at IS NULL OR send_at <= %s) AND expires_at > %s{fenced} ORDER BY id LIMIT 1 "
-            "FOR UPDATE SKIP LOCKED), "
+            "WITH ready AS (SELECT id FROM messages WHERE session_id = %s AND status = 'queued' "
+            f"AND send_at IS NULL AND expires_at > %s{fenced} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+            "due AS (SELECT id FROM messages WHERE session_id = %s AND status = 'queued' "
+            f"AND send_at IS NOT NULL AND send_at <= %s AND expires_at > %s{fenced} "
+            "ORDER BY send_at, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+            "next AS (SELECT id FROM ready UNION ALL SELECT id FROM due ORDER BY id LIMIT 1), "
             "moved AS (UPDATE messages m SET status = 'sending', status_reason = NULL, "
             "attempts = m.attempts + 1, updated_at = %s FROM next WHERE m.id = next.id "
             f"RETURNING {_qualified('m')}" + _AND_RECORD_HISTORY,
-            (session_id, now, now, *fence_params, now), _message)
+            (session_id, now, *fence_params, session_id, now, now, *fence_params, now), _message)
 
     async def next_scheduled_at(self, session_id: str) -> int | None:
         return await self._scalar(

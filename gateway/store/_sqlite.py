@@ -264,10 +264,16 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
         def tx(conn: sqlite3.Connection) -> MessageRecord | None:
             if not fence_holds(conn, session_id, fence):
                 return None
-            row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND status = 'queued' "
-                "AND (send_at IS NULL OR send_at <= ?) AND expires_at > ? ORDER BY id LIMIT 1",
-                (session_id, now, now)).fetchone()
+            # Two lanes, one index lookup each: the oldest ready message, the earliest due scheduled one.
+            ready = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages INDEXED BY messages_ready WHERE session_id = ? "
+                "AND status = 'queued' AND send_at IS NULL AND expires_at > ? ORDER BY id LIMIT 1",
+                (session_id, now)).fetchone()
+            due = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages INDEXED BY messages_scheduled WHERE session_id = ? "
+                "AND status = 'queued' AND send_at IS NOT NULL AND send_at <= ? AND expires_at > ? "
+                "ORDER BY send_at, id LIMIT 1", (session_id, now, now)).fetchone()
+            row = min((r for r in (ready, due) if r is not None), key=lambda r: r[0], default=None)
             if row is None:
                 return None
             message = _message(row)
@@ -279,8 +285,8 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
 
     async def next_scheduled_at(self, session_id: str) -> int | None:
         return await self._run(lambda c: c.execute(
-            "SELECT MIN(send_at) FROM messages WHERE session_id = ? AND status = 'queued' "
-            "AND send_at IS NOT NULL", (session_id,)).fetchone()[0])
+            "SELECT MIN(send_at) FROM messages INDEXED BY messages_scheduled WHERE session_id = ? "
+            "AND status = 'queued' AND send_at IS NOT NULL", (session_id,)).fetchone()[0])
 
     async def set_message_status(self, message_id: str, status: MessageStatus, at: int, *,
                                  reason: str | None = None, wa_id: str | None = None,

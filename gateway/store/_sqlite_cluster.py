@@ -130,7 +130,9 @@ class SqliteCluster:
     async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
             return [sid for sid in dict.fromkeys(session_ids) if conn.execute(
-                "SELECT 1 FROM messages WHERE session_id = ? AND status = 'queued' "
-                "AND (send_at IS NULL OR send_at <= ?) AND expires_at > ? LIMIT 1", (sid, now, now)).fetchone()]
+                "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_ready WHERE session_id = ? "
+                "AND status = 'queued' AND send_at IS NULL AND expires_at > ?) OR EXISTS (SELECT 1 FROM messages "
+                "INDEXED BY messages_scheduled WHERE session_id = ? AND status = 'queued' AND send_at IS NOT NULL "
+                "AND send_at <= ? AND expires_at > ?)", (sid, now, sid, now, now)).fetchone()[0]]
 
         return await self._run(read)  # type: ignore[attr-defined]

@@ -143,4 +143,10 @@ CREATE TABLE rate_buckets (
     tat INTEGER NOT NULL
 );
 """),
+    (6, "queue lanes: ready and scheduled messages", """
+-- The sender's two questions, each one index lookup however long the queue is:
+-- the oldest ready message, and the earliest scheduled one.
+CREATE INDEX messages_ready ON messages(session_id, id) WHERE status = 'queued' AND send_at IS NULL;
+CREATE INDEX messages_scheduled ON messages(session_id, send_at, id) WHERE status = 'queued' AND send_at IS NOT NULL;
+"""),
 )
