@@ -8,6 +8,7 @@ check's question. `phonenumbers` only normalises what it understands.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -27,7 +28,12 @@ def normalize_phone(raw: str) -> str:
     if not _SHAPE.fullmatch(cleaned):
         raise InvalidPhoneNumber(
             "must be 7 to 15 digits with an optional leading +; spaces, dashes, dots and parentheses are ignored")
-    digits = cleaned.lstrip("+")
+    return _canonical(cleaned.lstrip("+"))
+
+
+@functools.lru_cache(maxsize=8192)
+def _canonical(digits: str) -> str:
+    """E.164 for `digits` (cached: parsing with phonenumbers costs more than the rest of a send)."""
     try:
         parsed = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
