@@ -26,6 +26,8 @@ Both feed the same families: `gateway_webhook_attempts_total{outcome}` and
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -33,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+import trio
 
 from actors import SessionState
 
@@ -45,6 +49,9 @@ LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.0
                           0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE: Final = "unmatched"  # 404s for paths with no route: one label value, not one per path
 WEBHOOK_RESULTS: Final = ("delivered", "retried", "dead")
+STORE_REFRESH: Final = 1.0  # seconds between two reads of the store's queue depths
+
+log = logging.getLogger("gateway.metrics")
 
 
 class GatewayMetrics:
@@ -57,7 +64,20 @@ class GatewayMetrics:
         self._webhook_attempts: Counter[str] = Counter()
         self._webhook_results: Counter[str] = Counter()
         self._gateway: Callable[[], Gateway | None] = lambda: None
+        self.queue_depths: dict[str, int] = {}
+        self._depths_at = -math.inf
         self.registry.register(_GatewayCollector(self))
+
+    async def refresh_store(self) -> None:
+        """Read the store's durable backlogs (at most once a second): scrapes must not load the database."""
+        gateway = self._gateway()
+        if gateway is None or trio.current_time() - self._depths_at < STORE_REFRESH:
+            return
+        self._depths_at = trio.current_time()
+        try:
+            self.queue_depths = await gateway.store.queue_depths()
+        except Exception:  # the scrape still answers; the gauges keep their last reading
+            log.exception("could not read queue depths for /metrics")
 
     def bind(self, gateway: Callable[[], Gateway | None]) -> None:
         """Where the live components are found at scrape time (None while starting or stopping)."""
@@ -101,6 +121,12 @@ class _GatewayCollector(Collector):
         yield from _webhook_families(gateway, m._webhook_attempts, m._webhook_results)
         if gateway is None:
             return
+        if m.queue_depths:
+            depth = GaugeMetricFamily("gateway_queue_depth", "Durable backlogs in the store (store-wide: in "
+                                      "cluster mode, every node's), read at most once a second.", labels=["queue"])
+            for queue, count in sorted(m.queue_depths.items()):
+                depth.add_metric([queue], count)
+            yield depth
         yield from _supervisor_families(gateway)
         yield from _rate_families(gateway)
         bus = gateway.bus

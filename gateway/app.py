@@ -89,6 +89,7 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
 
     @app.route("/metrics", methods=["GET"])
     async def prometheus_metrics() -> Response:
+        await metrics.refresh_store()
         return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
     openapi_doc = build_openapi(api.routes, version=_version(), server_url=API_PREFIX)
     docs_html = render_docs(openapi_doc)

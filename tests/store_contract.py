@@ -170,6 +170,16 @@ class MessageContract:
         assert [(await store.claim_next_message(s.id, now=3_000)).id for _ in range(2)] == [later.id, early.id]
         assert await store.next_scheduled_at(s.id) is None
 
+    async def test_queue_depths_count_queued_and_sending_messages(self, store: Store):
+        before = await store.queue_depths()
+        s = await self._session(store)
+        await store.create_messages([a_message(s) for _ in range(3)])
+        await store.claim_next_message(s.id, now=2_000)
+        after = await store.queue_depths()
+        assert after["messages_queued"] - before["messages_queued"] == 2
+        assert after["messages_sending"] - before["messages_sending"] == 1
+        assert after["webhooks_pending"] == before["webhooks_pending"]
+
     async def test_a_ready_message_behind_thousands_of_scheduled_ones(self, store: Store):
         s = await self._session(store)
         await store.create_messages([a_message(s, send_at=10_000_000 + i, expires_at=20_000_000)

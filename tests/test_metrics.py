@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,6 +87,30 @@ async def test_metrics_cover_requests_sessions_limits_and_webhooks(app):
                      result="delivered") == 1
         assert value(families, "gateway_webhook_deliveries", "gateway_webhook_deliveries_total", result="dead") == 0
         assert value(families, "gateway_events_published", "gateway_events_published_total") >= 1
+
+
+async def test_queue_depths_come_from_the_store(app):
+    with trio.fail_after(20):
+        client = app.test_client()
+        gateway = running_gateway(app)
+        account = await make_account(gateway)
+        session = await (await client.post("/api/v1/whatsapp-sessions", json={"name": "q"},
+                                           headers=account.headers)).get_json()
+        await client.post(f"/api/v1/whatsapp-sessions/{session['id']}/connect", headers=account.headers)
+        while gateway.live.actor(session["id"]).state.value != "CONNECTED":
+            await trio.sleep(0.01)
+        key = {"Authorization": f"Bearer {session['apiKey']}"}
+        later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat()
+        for _ in range(2):  # scheduled a day ahead: they stay queued
+            r = await client.post("/api/v1/send-message", headers=key, json={
+                "to": "+15550001234", "text": "later", "sendAt": later})
+            assert r.status_code == 202, await r.get_data()
+        families = await scrape(client)
+        assert value(families, "gateway_queue_depth", "gateway_queue_depth", queue="messages_queued") == 2
+        assert value(families, "gateway_queue_depth", "gateway_queue_depth", queue="messages_sending") == 0
+        assert value(families, "gateway_queue_depth", "gateway_queue_depth", queue="webhooks_pending") == 0
+        assert await gateway.store.queue_depths() == {
+            "messages_queued": 2, "messages_sending": 0, "webhooks_pending": 0}
 
 
 async def test_each_app_has_its_own_registry(tmp_path):

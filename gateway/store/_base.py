@@ -141,6 +141,9 @@ class Store(Protocol):
 
     async def count_messages(self, session_id: str, status: MessageStatus) -> int: ...
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Durable backlogs, store-wide: `messages_queued`, `messages_sending`, `webhooks_pending`."""
+
     # contacts (a session's address book)
     async def upsert_contact(self, contact: ContactRecord) -> ContactRecord:
         """Insert or update by (session, phone); keeps the original created_at; returns the stored row."""

@@ -98,6 +98,13 @@ class PostgresMessages(PostgresBase):
             f"RETURNING {_qualified('m')}" + _AND_RECORD_HISTORY,
             (session_id, now, *fence_params, session_id, now, now, *fence_params, now), _message)
 
+    async def queue_depths(self) -> dict[str, int]:
+        rows = dict(await self._all("SELECT status, COUNT(*) FROM messages WHERE status IN ('queued', 'sending') "
+                                    "GROUP BY status", (), lambda r: (r[0], r[1])))
+        pending = await self._scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'", ())
+        return {"messages_queued": rows.get("queued", 0), "messages_sending": rows.get("sending", 0),
+                "webhooks_pending": pending or 0}
+
     async def next_scheduled_at(self, session_id: str) -> int | None:
         return await self._scalar(
             "SELECT MIN(send_at) FROM messages WHERE session_id = %s AND status = 'queued' "

@@ -354,6 +354,16 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
             "SELECT COUNT(*) FROM messages WHERE session_id = ? AND status = ?",
             (session_id, status.value)).fetchone()[0])
 
+    async def queue_depths(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = dict(conn.execute("SELECT status, COUNT(*) FROM messages INDEXED BY messages_expiry "
+                                     "WHERE status IN ('queued', 'sending') GROUP BY status").fetchall())
+            pending = conn.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone()[0]
+            return {"messages_queued": rows.get("queued", 0), "messages_sending": rows.get("sending", 0),
+                    "webhooks_pending": pending}
+
+        return await self._run(read)
+
     # -- contacts -----------------------------------------------------------
 
     async def upsert_contact(self, contact: ContactRecord) -> ContactRecord:
