@@ -6,19 +6,27 @@ send-message answer (a fresh messageId each time), whatever the path. The
 server is configured as `gateway serve` configures it: hypercorn, trio
 worker, no access log. What the gateway does beyond this is what a
 benchmark ratio to it measures.
+
+It doubles as a plain ASGI webhook receiver for `bench webhooks`: a POST to
+`/hook/...` or `/ceiling` is read, counted (per first path segment, with the
+wall-clock times of the first and last) and answered 204; `GET /counts`
+returns those counts as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import time
 import uuid
 from functools import partial
 from typing import Any
 
 import trio
 
+COUNTS: dict[str, dict[str, float]] = {}  # webhook receiver mode: POSTs by first path segment
 ANSWER_TEMPLATE = ('{"messageId":"%s","status":"queued","to":"15550009999@s.whatsapp.net","type":"text",'
                    '"modifiers":[]}')
 
@@ -38,7 +46,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    body = (ANSWER_TEMPLATE % uuid.uuid4()).encode()
+    path = scope["path"]
+    if path.startswith(("/hook/", "/ceiling")):
+        segment = path.split("/")[1]
+        now = time.time()
+        count = COUNTS.setdefault(segment, {"count": 0, "first": now, "last": now})
+        count["count"] += 1
+        count["last"] = now
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/counts":
+        body = json.dumps(COUNTS).encode()
+    else:
+        body = (ANSWER_TEMPLATE % uuid.uuid4()).encode()
     await send({"type": "http.response.start", "status": 202,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,9 @@ webhook-sized event to it (its ceiling). Then the simulator delivers
 control connections can inject them; each becomes a `message.received` event,
 stored, signed and POSTed to the receiver. Deliveries per second, from the
 first injection to the last delivery, divided by the receiver's ceiling, is
-the headline ratio (target ≥ 0.5).
+the headline ratio (target ≥ 0.5). The same burst then goes to a plain ASGI
+receiver (bench's bare hypercorn-trio app, the kind of server a user's
+backend runs), measured against its own wrk ceiling in the same way.
 
 Phase 1 (healthy): N sessions whose `webhookUrl` is bench's receiver get a
 paced load of send-message; each message makes events (`message.sent`, then
@@ -25,6 +27,7 @@ the report says so instead of inventing figures.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -34,7 +37,8 @@ import trio
 from ._http import Client, Endpoint
 from ._receiver import Delivery, Receiver, open_dead_endpoint, open_receiver
 from ._runs import Load, Sampler, load_summary, run_baseline, run_phase, send_requests
-from ._setup import BenchSession, Target, ready_sessions
+from ._procs import spawn_baseline
+from ._setup import BenchSession, SetupError, Target, ready_sessions
 from ._stats import latency_summary, ratio
 from ._ui import Ui
 from ._wrk import run_wrk
@@ -43,6 +47,11 @@ from .simulator import open_sim_control
 CAPACITY_SENDER: Final = "+15550009999"
 INJECTORS: Final = 32  # control connections injecting in parallel
 CEILING_SECONDS: Final = 5.0
+# What a delivery looks like to the receiver, for the wrk ceilings: a webhook-sized message.received event.
+_SAMPLE_EVENT: Final = msgspec.json.encode({
+    "event": "message.received", "sessionId": "0" * 36, "timestamp": "2026-01-01T00:00:00.000Z",
+    "data": {"messageId": "3EB0" + "0" * 16, "from": "15550009999@s.whatsapp.net", "type": "text",
+             "text": "bench capacity 0000", "pushName": None, "isGroup": False}}).decode()
 
 
 async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, grace: float,
@@ -58,9 +67,13 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
                                                    warmup=1.0, workers=load.workers), [])
         ceiling = await _receiver_ceiling(target, ui, receiver, connections=load.connections)
         capacity = None
+        asgi = None
         if inbound > 0:
             sampler.mark("capacity")
             capacity = await _capacity(target, ui, receiver, healthy, count=inbound, grace=grace)
+            sampler.mark("capacity, ASGI receiver")
+            asgi = await _asgi_capacity(target, ui, healthy, count=inbound, grace=grace,
+                                        connections=load.connections, restore=lambda i: f"{receiver.url}/s/{i}")
         sampler.mark("healthy")
         one = await _phase(target, ui, receiver, "phase 1: healthy endpoints", healthy, load, grace)
         phases = {"healthy": one}
@@ -98,6 +111,9 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
             "receiver ceiling (wrk) req/s": ceiling_rps or "wrk not installed",
             "capacity ÷ receiver ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
             else "n/a",
+            "ASGI receiver: deliveries_per_s": (asgi or {}).get("deliveries_per_s", "n/a"),
+            "ASGI receiver ceiling (wrk) req/s": ((asgi or {}).get("ceiling") or {}).get("requests_per_s", "n/a"),
+            "ASGI capacity ÷ its ceiling": (asgi or {}).get("ratio", "n/a"),
             "messages_per_s_offered": load.rate,
             "deliveries_per_s": one["deliveries_per_s"],
             "healthy_lag_p99_ms": one["lag_ms"].get("p99_ms", "n/a"),
@@ -108,13 +124,17 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         "webhooks": verdict,
         "capacity": capacity,
         "receiver_ceiling": ceiling,
+        "asgi_receiver": asgi,
         "phases": phases,
         "baseline": b,
         "ratios": {"capacity_to_receiver_ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
                    else None,
+                   "asgi_capacity_to_its_ceiling": (asgi or {}).get("ratio"),
                    "deliveries_per_s": ratio(one["deliveries_per_s"], b["requests_per_s"])},
         "targets": {"capacity_at_least_0.5x_receiver": None if not (capacity_rps and ceiling_rps)
                     else capacity_rps / ceiling_rps >= 0.5,
+                    "asgi_capacity_at_least_0.5x_its_ceiling": None if not (asgi or {}).get("ratio")
+                    else asgi["ratio"] >= 0.5,
                     "healthy_rate_loss_at_most_10pct_with_dead_endpoint":
                     None if not verdict["available"] else verdict["healthy_rate_ratio"] >= 0.9},
         "resources": sampler.to_json(),
@@ -168,10 +188,7 @@ def _phase_figures(got: list[Delivery], accepted: int, healthy: int, started: fl
 
 async def _receiver_ceiling(target: Target, ui: Ui, receiver: Receiver, *, connections: int) -> dict[str, Any] | None:
     """wrk POSTing a webhook-sized event to bench's receiver: what it can take on its own."""
-    body = msgspec.json.encode({
-        "event": "message.received", "sessionId": "0" * 36, "timestamp": "2026-01-01T00:00:00.000Z",
-        "data": {"messageId": "3EB0" + "0" * 16, "from": "15550009999@s.whatsapp.net", "type": "text",
-                 "text": "bench capacity 0000", "pushName": None, "isGroup": False}}).decode()
+    body = _SAMPLE_EVENT
     ui.log(f"measuring the receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
     before = len(receiver.deliveries)
     result = await run_wrk(f"{receiver.url}/ceiling", body=body, authorization="Bearer -", connections=connections,
@@ -190,9 +207,7 @@ async def _capacity(target: Target, ui: Ui, receiver: Receiver, sessions: list[B
     injected_at: list[float] = []
 
     async def injector(start: int) -> None:
-        async with open_sim_control(target.sim_url) as ctl:
-            for i in range(start, count, INJECTORS):
-                await ctl.inject(CAPACITY_SENDER, phones[i % len(phones)], f"bench capacity {i}")
+        await _inject(target, phones, count, start)
         injected_at.append(time.time())
 
     def received() -> list[Delivery]:
@@ -231,5 +246,58 @@ async def _phones(target: Target, sessions: list[BenchSession]) -> list[str]:
             r = await client.call("GET", f"/api/v1/whatsapp-sessions/{s.id}", headers=s.auth)
             phones.append(r.json()["phoneNumber"])
         return phones
+    finally:
+        await client.aclose()
+
+
+async def _asgi_capacity(target: Target, ui: Ui, sessions: list[BenchSession], *, count: int, grace: float,
+                         connections: int, restore: Callable[[int], str]) -> dict[str, Any]:
+    """The capacity burst again, to a plain ASGI receiver (bench's bare hypercorn-trio app)."""
+    async with spawn_baseline(target.workdir) as (url, _proc):
+        ui.log(f"measuring the ASGI receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
+        ceiling = await run_wrk(f"{url}/ceiling", body=_SAMPLE_EVENT, authorization="Bearer -",
+                                connections=connections, seconds=CEILING_SECONDS, workdir=target.workdir)
+        await _point_webhooks(target, sessions, lambda i: f"{url}/hook/{i}")
+        try:
+            phones = await _phones(target, sessions)
+            counter = Client(url)
+            started = time.time()
+            async with trio.open_nursery() as nursery:
+                for k in range(INJECTORS):
+                    nursery.start_soon(_inject, target, phones, count, k)
+                with trio.move_on_after(grace + count / 100), ui.task(
+                        f"capacity, ASGI receiver: {count} incoming messages to deliver", count) as task:
+                    while (got := await _hook_count(counter)).get("count", 0) < count:
+                        task.update(int(got.get("count", 0)))
+                        await trio.sleep(0.1)
+            got = await _hook_count(counter)
+            await counter.aclose()
+        finally:
+            await _point_webhooks(target, sessions, restore)
+    delivered = int(got.get("count", 0))
+    span = got.get("last", started) - started
+    rate = round(delivered / span, 1) if delivered and span > 0 else None
+    ceiling_rps = (ceiling or {}).get("requests_per_s")
+    return {"injected": count, "delivered": delivered, "deliver_s": round(span, 3), "deliveries_per_s": rate,
+            "ceiling": ceiling, "ratio": ratio(rate, ceiling_rps) if rate and ceiling_rps else None}
+
+
+async def _inject(target: Target, phones: list[str], count: int, start: int) -> None:
+    async with open_sim_control(target.sim_url) as ctl:
+        for i in range(start, count, INJECTORS):
+            await ctl.inject(CAPACITY_SENDER, phones[i % len(phones)], f"bench capacity {i}")
+
+
+async def _hook_count(client: Client) -> dict[str, float]:
+    return (await client.call("GET", "/counts")).json().get("hook", {})
+
+
+async def _point_webhooks(target: Target, sessions: list[BenchSession], url: Callable[[int], str]) -> None:
+    client = Client(target.url)
+    try:
+        for i, s in enumerate(sessions):
+            r = await client.call("PUT", f"/api/v1/whatsapp-sessions/{s.id}", {"webhookUrl": url(i)}, headers=s.auth)
+            if r.status != 200:
+                raise SetupError(f"could not set webhookUrl: {r.status} {r.body[:200]!r}")
     finally:
         await client.aclose()

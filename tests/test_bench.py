@@ -95,6 +95,8 @@ def test_webhooks(tmp_path):
     capacity = r["capacity"]
     assert capacity["injected"] == 40 and capacity["delivered"] == 40 and capacity["unique"] == 40
     assert capacity["deliveries_per_s"] > 0 and capacity["lag_ms"]["count"] == 40
+    asgi = r["asgi_receiver"]  # the same burst to a plain ASGI receiver, counted there
+    assert asgi["injected"] == 40 and asgi["delivered"] == 40 and asgi["deliveries_per_s"] > 0
     if r["receiver_ceiling"] is not None:  # wrk installed
         assert r["receiver_ceiling"]["requests_per_s"] > 0
         assert r["ratios"]["capacity_to_receiver_ceiling"] > 0
