@@ -31,10 +31,12 @@ scenarios:
             them). Reports creation and connection times and the gateway's RSS
             per session (from /proc, before and after). Target: 10,000 in
             <= 60 s at <= 64 KiB each.
-  webhooks  Delivery throughput to bench's receiver, then the same again with
-            one more session whose endpoint accepts and never answers: healthy
-            deliveries must not slow down behind it. Says so clearly if the
-            gateway delivers no webhooks.
+  webhooks  Capacity: a burst of --inbound incoming messages, each a signed
+            delivery, to bench's raw receiver and then to a plain ASGI receiver,
+            each against its own wrk ceiling (target >= 0.5x). Then a paced load
+            to N sessions, and the same again with one more session whose
+            endpoint accepts and never answers: healthy deliveries must not slow
+            down behind it. Says so clearly if the gateway delivers no webhooks.
   soak      A steady paced load for a duration, watching the gateway's RSS and
             open file descriptors. Reports their growth slope after warm-up.
             Target: < 5% RSS growth over 10 minutes, no fd growth.
