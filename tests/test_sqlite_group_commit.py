@@ -105,53 +105,53 @@ async def test_a_failed_commit_reruns_the_calls_alone_so_only_the_culprit_fails(
     assert conn.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
 
 
-async def test_a_call_cancelled_while_queued_never_runs(conn, tmp_path):
-    calls = GroupCommit(conn)
-    release = threading.Event()  # not a trio wait: from_thread calls inherit the caller's cancellation
-    started = trio.Event()
+class SlowInsert:
+    """A write that signals when its batch has started and holds it until released."""
 
-    def slow(c: sqlite3.Connection) -> int:
-        trio.from_thread.run_sync(started.set)
-        release.wait(10)
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.release = threading.Event()  # not a trio wait: from_thread calls inherit the caller's cancellation
+
+    def __call__(self, c: sqlite3.Connection) -> int:
+        trio.from_thread.run_sync(self.started.set)
+        self.release.wait(10)
         return c.execute("INSERT INTO t VALUES (1, 'slow')").rowcount
 
+
+async def test_a_call_cancelled_while_queued_never_runs(conn, tmp_path):
+    calls = GroupCommit(conn)
+    slow = SlowInsert()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(calls.write, slow)
-            await started.wait()  # a batch is running: the next call queues
+            await slow.started.wait()  # a batch is running: the next call queues
             with trio.move_on_after(0.05) as scope:
                 await calls.write(insert(2, "withdrawn"))
             assert scope.cancelled_caught
-            release.set()
+            slow.release.set()
         assert await calls.write(insert(3, "later")) == 1
     assert committed(tmp_path / "gc.db") == [(1, "slow"), (3, "later")]
 
 
 async def test_a_call_cancelled_after_its_batch_started_still_completes(conn, tmp_path):
     calls = GroupCommit(conn)
-    release = threading.Event()  # not a trio wait: from_thread calls inherit the caller's cancellation
-    started = trio.Event()
-
-    def slow(c: sqlite3.Connection) -> int:
-        trio.from_thread.run_sync(started.set)
-        release.wait(10)
-        return c.execute("INSERT INTO t VALUES (1, 'slow')").rowcount
-
+    slow = SlowInsert()
+    caller = trio.CancelScope()
     results: list[int] = []
+
+    async def cancelled_caller() -> None:
+        with caller:
+            results.append(await calls.write(slow))  # its batch ran: the result comes back
+            await trio.sleep(0)  # and the cancellation at the next checkpoint
+        assert caller.cancelled_caught
+
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            async def cancelled_caller() -> None:
-                with trio.CancelScope() as scope:
-                    nursery.cancel_soon = scope.cancel  # type: ignore[attr-defined]
-                    results.append(await calls.write(slow))  # its batch ran: the result comes back
-                    await trio.sleep(0)  # and the cancellation at the next checkpoint
-                assert scope.cancelled_caught
-
             nursery.start_soon(cancelled_caller)
-            await started.wait()
-            nursery.cancel_soon()  # type: ignore[attr-defined]
+            await slow.started.wait()
+            caller.cancel()
             await trio.sleep(0.05)
-            release.set()
+            slow.release.set()
     assert results == [1]
     assert committed(tmp_path / "gc.db") == [(1, "slow")]  # whole, despite the cancellation
 
