@@ -144,11 +144,16 @@ async def _wrk_against_baseline(target: Target, load: Load, sessions: list[Bench
                              seconds=min(5.0, load.duration), workdir=target.workdir)
 
 
+def _owners(result: LoadResult, sessions: list[BenchSession]) -> dict[str, BenchSession]:
+    """Which session sent each accepted message (connection i sends as session i mod N)."""
+    return {mid: sessions[int(c) % len(sessions)] for mid, c in zip(result.ids, result.id_connections.tolist(),
+                                                                     strict=True)}
+
+
 async def _still_scheduled(target: Target, result: LoadResult, sessions: list[BenchSession],
                            sample: int = 20) -> dict[str, int]:
     """With --api-only: a sample of the accepted messages, checked to be stored and not sent."""
-    owner = {mid: sessions[int(c) % len(sessions)] for mid, c in zip(result.ids, result.id_connections.tolist(),
-                                                                       strict=True)}
+    owner = _owners(result, sessions)
     picked = random.Random(7).sample(result.ids, min(sample, len(result.ids)))
     client = Client(target.url)
     try:
@@ -165,8 +170,7 @@ async def end_to_end(target: Target, ui: Ui, result: LoadResult, sessions: list[
     if not result.ids:
         return {"available": False, "reason": "no message was accepted"}
     accepted_at = dict(zip(result.ids, result.id_times.tolist(), strict=True))
-    owner = {mid: sessions[int(c) % len(sessions)] for mid, c in zip(result.ids, result.id_connections.tolist(),
-                                                                       strict=True)}
+    owner = _owners(result, sessions)
     sample = random.Random(7).sample(result.ids, min(opts.e2e_sample, len(result.ids)))
     load_end = float(result.id_times.max())
     client = Client(target.url)

@@ -69,10 +69,11 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         capacity = None
         asgi = None
         if inbound > 0:
+            phones = await _phones(target, healthy)
             sampler.mark("capacity")
-            capacity = await _capacity(target, ui, receiver, healthy, count=inbound, grace=grace)
+            capacity = await _capacity(target, ui, receiver, phones, count=inbound, grace=grace)
             sampler.mark("capacity, ASGI receiver")
-            asgi = await _asgi_capacity(target, ui, healthy, count=inbound, grace=grace,
+            asgi = await _asgi_capacity(target, ui, healthy, phones, count=inbound, grace=grace,
                                         connections=load.connections, restore=lambda i: f"{receiver.url}/s/{i}")
         sampler.mark("healthy")
         one = await _phase(target, ui, receiver, "phase 1: healthy endpoints", healthy, load, grace)
@@ -102,6 +103,8 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
     b = load_summary(base)
     ceiling_rps = (ceiling or {}).get("requests_per_s")
     capacity_rps = (capacity or {}).get("deliveries_per_s")
+    capacity_ratio = ratio(capacity_rps, ceiling_rps)
+    asgi_ratio = (asgi or {}).get("ratio")
     return {
         "scenario": "webhooks",
         "parameters": {"healthy_sessions": sessions, "rate": load.rate, "duration_s": load.duration,
@@ -109,11 +112,10 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         "summary": {
             "capacity: deliveries_per_s": capacity_rps if capacity else "skipped (--inbound 0)",
             "receiver ceiling (wrk) req/s": ceiling_rps or "wrk not installed",
-            "capacity ÷ receiver ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
-            else "n/a",
+            "capacity ÷ receiver ceiling": "n/a" if capacity_ratio is None else capacity_ratio,
             "ASGI receiver: deliveries_per_s": (asgi or {}).get("deliveries_per_s", "n/a"),
             "ASGI receiver ceiling (wrk) req/s": ((asgi or {}).get("ceiling") or {}).get("requests_per_s", "n/a"),
-            "ASGI capacity ÷ its ceiling": (asgi or {}).get("ratio", "n/a"),
+            "ASGI capacity ÷ its ceiling": "n/a" if asgi_ratio is None else asgi_ratio,
             "messages_per_s_offered": load.rate,
             "deliveries_per_s": one["deliveries_per_s"],
             "healthy_lag_p99_ms": one["lag_ms"].get("p99_ms", "n/a"),
@@ -127,14 +129,11 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         "asgi_receiver": asgi,
         "phases": phases,
         "baseline": b,
-        "ratios": {"capacity_to_receiver_ceiling": ratio(capacity_rps, ceiling_rps) if capacity_rps and ceiling_rps
-                   else None,
-                   "asgi_capacity_to_its_ceiling": (asgi or {}).get("ratio"),
+        "ratios": {"capacity_to_receiver_ceiling": capacity_ratio,
+                   "asgi_capacity_to_its_ceiling": asgi_ratio,
                    "deliveries_per_s": ratio(one["deliveries_per_s"], b["requests_per_s"])},
-        "targets": {"capacity_at_least_0.5x_receiver": None if not (capacity_rps and ceiling_rps)
-                    else capacity_rps / ceiling_rps >= 0.5,
-                    "asgi_capacity_at_least_0.5x_its_ceiling": None if not (asgi or {}).get("ratio")
-                    else asgi["ratio"] >= 0.5,
+        "targets": {"capacity_at_least_0.5x_receiver": None if capacity_ratio is None else capacity_ratio >= 0.5,
+                    "asgi_capacity_at_least_0.5x_its_ceiling": None if asgi_ratio is None else asgi_ratio >= 0.5,
                     "healthy_rate_loss_at_most_10pct_with_dead_endpoint":
                     None if not verdict["available"] else verdict["healthy_rate_ratio"] >= 0.9},
         "resources": sampler.to_json(),
@@ -188,10 +187,9 @@ def _phase_figures(got: list[Delivery], accepted: int, healthy: int, started: fl
 
 async def _receiver_ceiling(target: Target, ui: Ui, receiver: Receiver, *, connections: int) -> dict[str, Any] | None:
     """wrk POSTing a webhook-sized event to bench's receiver: what it can take on its own."""
-    body = _SAMPLE_EVENT
     ui.log(f"measuring the receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
     before = len(receiver.deliveries)
-    result = await run_wrk(f"{receiver.url}/ceiling", body=body, authorization="Bearer -", connections=connections,
+    result = await run_wrk(f"{receiver.url}/ceiling", body=_SAMPLE_EVENT, authorization="Bearer -", connections=connections,
                            seconds=CEILING_SECONDS, workdir=target.workdir)
     del receiver.deliveries[before:]  # wrk's requests are not deliveries
     if result is None:
@@ -199,9 +197,8 @@ async def _receiver_ceiling(target: Target, ui: Ui, receiver: Receiver, *, conne
     return result
 
 
-async def _capacity(target: Target, ui: Ui, receiver: Receiver, sessions: list[BenchSession], *, count: int,
+async def _capacity(target: Target, ui: Ui, receiver: Receiver, phones: list[str], *, count: int,
                     grace: float) -> dict[str, Any]:
-    phones = await _phones(target, sessions)
     first = len(receiver.deliveries)
     started = time.time()
     injected_at: list[float] = []
@@ -250,17 +247,16 @@ async def _phones(target: Target, sessions: list[BenchSession]) -> list[str]:
         await client.aclose()
 
 
-async def _asgi_capacity(target: Target, ui: Ui, sessions: list[BenchSession], *, count: int, grace: float,
-                         connections: int, restore: Callable[[int], str]) -> dict[str, Any]:
+async def _asgi_capacity(target: Target, ui: Ui, sessions: list[BenchSession], phones: list[str], *, count: int,
+                         grace: float, connections: int, restore: Callable[[int], str]) -> dict[str, Any]:
     """The capacity burst again, to a plain ASGI receiver (bench's bare hypercorn-trio app)."""
     async with spawn_baseline(target.workdir) as (url, _proc):
         ui.log(f"measuring the ASGI receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
         ceiling = await run_wrk(f"{url}/ceiling", body=_SAMPLE_EVENT, authorization="Bearer -",
                                 connections=connections, seconds=CEILING_SECONDS, workdir=target.workdir)
         await _point_webhooks(target, sessions, lambda i: f"{url}/hook/{i}")
+        counter = Client(url)
         try:
-            phones = await _phones(target, sessions)
-            counter = Client(url)
             started = time.time()
             async with trio.open_nursery() as nursery:
                 for k in range(INJECTORS):
@@ -271,15 +267,14 @@ async def _asgi_capacity(target: Target, ui: Ui, sessions: list[BenchSession], *
                         task.update(int(got.get("count", 0)))
                         await trio.sleep(0.1)
             got = await _hook_count(counter)
-            await counter.aclose()
         finally:
+            await counter.aclose()
             await _point_webhooks(target, sessions, restore)
     delivered = int(got.get("count", 0))
     span = got.get("last", started) - started
     rate = round(delivered / span, 1) if delivered and span > 0 else None
-    ceiling_rps = (ceiling or {}).get("requests_per_s")
     return {"injected": count, "delivered": delivered, "deliver_s": round(span, 3), "deliveries_per_s": rate,
-            "ceiling": ceiling, "ratio": ratio(rate, ceiling_rps) if rate and ceiling_rps else None}
+            "ceiling": ceiling, "ratio": ratio(rate, (ceiling or {}).get("requests_per_s"))}
 
 
 async def _inject(target: Target, phones: list[str], count: int, start: int) -> None:
