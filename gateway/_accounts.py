@@ -6,7 +6,8 @@ import re
 from typing import Final
 
 from ._security import CredentialKind, hash_password, new_credential, new_id
-from .store import ApiToken, Store, StoreConflict, User, now_ms
+from ._clock import now_ms
+from .store import ApiToken, Store, StoreConflict, User
 
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LENGTH: Final = 8

@@ -127,7 +127,7 @@ async def _run_admin(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _print_nodes(config: Config, store: object) -> int:
-    from .store import now_ms
+    from ._clock import now_ms
 
     if not config.cluster:
         print("single node: the SQLite store runs one process, with every session", file=sys.stderr)

@@ -16,7 +16,8 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from .store import iso_ms, now_ms
+from ._clock import now_ms
+from .store import iso_ms
 
 log = logging.getLogger("gateway.events")
 

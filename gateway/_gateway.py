@@ -25,7 +25,8 @@ from ._messaging import Messaging
 from ._sessions import Sessions
 from ._transports import open_transport_factory
 from .cluster import Cluster, open_cluster
-from .store import Store, now_ms, open_store
+from ._clock import now_ms
+from .store import Store, open_store
 from .webhooks import Dispatcher, H11Client, RetryPolicy
 
 log = logging.getLogger("gateway")

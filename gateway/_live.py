@@ -32,7 +32,8 @@ from ._events import Collector, EventSink, GatewayEvent, make_event
 from ._limits import RateGuard
 from ._messaging import Messaging
 from .errors import ApiError, Conflict, ServiceUnavailable, SessionDisconnected, SessionNotFound, ValidationError
-from .store import Fence, SessionRecord, Store, now_ms
+from ._clock import now_ms
+from .store import Fence, SessionRecord, Store
 
 if TYPE_CHECKING:
     from .cluster import Cluster

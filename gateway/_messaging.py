@@ -38,7 +38,8 @@ from ._phone import InvalidPhoneNumber, normalize_phone
 from ._security import new_id
 from .api._message_schemas import CONTENT_KEYS, MessageAccepted, SendMessage
 from .errors import ApiError, ErrorDetail, ResourceNotFound, ValidationError
-from .store import Fence, MessageRecord, MessageStatus, StatusEntry, Store, iso_ms, now_ms
+from ._clock import now_ms
+from .store import Fence, MessageRecord, MessageStatus, StatusEntry, Store, iso_ms
 
 if TYPE_CHECKING:
     from .cluster import LeaseKeeper

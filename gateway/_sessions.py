@@ -20,7 +20,10 @@ from ._phone import InvalidPhoneNumber, normalize_phone
 from ._security import CredentialKind, new_credential, new_id, new_webhook_secret
 from .api._schemas import CreateSession, UpdateSession
 from .errors import Forbidden, SessionNotFound, ValidationError
-from .store import SessionRecord, SessionStatus, Store, now_ms
+from ._clock import now_ms
+from actors import SessionState
+
+from .store import SessionRecord, Store
 
 
 class Sessions:
@@ -42,7 +45,7 @@ class Sessions:
             webhook_url=req.webhook_url, webhook_events=_dedupe(req.webhook_events),
             webhook_enabled=req.webhook_enabled, webhook_secret=new_webhook_secret(),
             key_id=key.id, key_hash=key.secret_hash, created_at=at, updated_at=at,
-            status=SessionStatus.DISCONNECTED, send_limit=req.send_limit)
+            status=SessionState.DISCONNECTED, send_limit=req.send_limit)
         await self._store.create_session(record)
         return record, key.plaintext
 

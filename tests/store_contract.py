@@ -10,10 +10,12 @@ import secrets
 
 import pytest
 
+from actors import SessionState
+
 from gateway._security import new_id
 from gateway.store import (
     StatusEntry,
-    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, SessionRecord, SessionStatus, Store, StoreConflict,
+    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, SessionRecord, Store, StoreConflict,
     User,
 )
 
@@ -93,10 +95,10 @@ class StoreContract:
         s = a_session(user.id, phone_number="+15551234567")
         await store.create_session(s)
         updated = await store.update_session(
-            s.id, {"name": "renamed", "status": SessionStatus.FAILED, "status_reason": "crash loop",
+            s.id, {"name": "renamed", "status": SessionState.FAILED, "status_reason": "crash loop",
                    "webhook_events": ["message.received"], "connect_on_start": True, "send_limit": "20/minute"},
             at=s.updated_at + 5)
-        assert updated.name == "renamed" and updated.status is SessionStatus.FAILED
+        assert updated.name == "renamed" and updated.status is SessionState.FAILED
         assert updated.status_reason == "crash loop" and updated.webhook_events == ["message.received"]
         assert updated.phone_number == "+15551234567" and updated.updated_at == s.updated_at + 5
         assert updated.send_limit == "20/minute"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gateway.store import Fence, MessageStatus, SessionStatus, open_store
+from actors import SessionState
+from gateway.store import Fence, MessageStatus, open_store
 
 from ._pg import fresh_schema
 from .store_contract import a_message, a_session, a_user
@@ -122,15 +123,15 @@ async def test_fenced_writes_apply_only_under_the_current_lease(store):
         assert await store.claim_next_message(sid, now=2_000, fence=theirs) is None
         claimed = await store.claim_next_message(sid, now=2_000, fence=mine)
         assert claimed.id == first.id
-        assert await store.update_session(sid, {"status": SessionStatus.CONNECTED}, 3, fence=theirs) is None
-        assert (await store.update_session(sid, {"status": SessionStatus.CONNECTED}, 3, fence=mine)).status \
-            is SessionStatus.CONNECTED
+        assert await store.update_session(sid, {"status": SessionState.CONNECTED}, 3, fence=theirs) is None
+        assert (await store.update_session(sid, {"status": SessionState.CONNECTED}, 3, fence=mine)).status \
+            is SessionState.CONNECTED
         # the lease moves to b: a's writes stop applying, even the one it was about to make
         await store.release_leases("a")
         assert await store.acquire_leases("b", 10, session_ids=[sid]) == {sid: 2}
         assert await store.set_message_status(claimed.id, MessageStatus.SENT, 4, wa_id="w1", fence=mine) is None
-        assert await store.update_session(sid, {"status": SessionStatus.DISCONNECTED}, 5, fence=mine) is None
-        assert (await store.get_session(sid)).status is SessionStatus.CONNECTED
+        assert await store.update_session(sid, {"status": SessionState.DISCONNECTED}, 5, fence=mine) is None
+        assert (await store.get_session(sid)).status is SessionState.CONNECTED
         assert await store.requeue_interrupted(None, 6, node_id="a") == 0  # a owns nothing now
         assert await store.requeue_interrupted(None, 6, node_id="b") == 1
         assert (await store.get_message(first.id)).status is MessageStatus.QUEUED

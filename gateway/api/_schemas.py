@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from actors import SessionState
+
 from ..events import EVENT_TYPES
 
 
@@ -37,7 +39,7 @@ WebhookEvents = Annotated[list[EventName], Meta(
 SendLimit = Annotated[str, Meta(max_length=32, examples=["20/minute"], description=(
     "This session's own send rate, COUNT/PERIOD (PERIOD second, minute or hour); null uses "
     "GATEWAY_LIMIT_SEND. Settable with the personal access token only."))]
-SessionStatusName = Literal["DISCONNECTED", "CONNECTING", "CONNECTED", "LOGGED_OUT", "FAILED"]
+SessionStateName = Literal["DISCONNECTED", "CONNECTING", "CONNECTED", "LOGGED_OUT", "FAILED"]
 
 
 class CreateSession(Request):
@@ -64,7 +66,7 @@ class Session(Answer):
     id: str
     name: str
     phone_number: str | None
-    status: SessionStatusName
+    status: SessionStateName
     status_reason: str | None
     webhook_url: str | None
     webhook_events: list[str]
@@ -90,7 +92,7 @@ class SessionConnecting(Session):
 class QrCode(Answer):
     qr: Annotated[str, Meta(description="Render this string as a QR code and scan it in WhatsApp "
                                         "(Linked devices). It rotates about every 20 s.")]
-    status: SessionStatusName
+    status: SessionStateName
 
 
 class PairingCodeRequest(Request):

@@ -14,7 +14,8 @@ from actors import GroupInfo, NotConnected, OnWhatsApp, RecipientError, Transpor
 from .._messaging import recipient_jid
 from .._phone import InvalidPhoneNumber, normalize_phone
 from ..errors import ApiError, ResourceNotFound, SessionDisconnected, Unauthorized, ValidationError
-from ..store import ContactRecord, iso_ms, now_ms
+from .._clock import now_ms
+from ..store import ContactRecord, iso_ms
 from ._message_schemas import Recipient
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live

@@ -12,7 +12,8 @@ from ..errors import (
     ApiError, ErrorDetail, PayloadTooLarge, RateLimited, ResourceNotFound, SessionDisconnected, Unauthorized,
     ValidationError, validation_error_from_msgspec,
 )
-from ..store import IdempotencyRecord, MessageRecord, iso_ms, now_ms
+from .._clock import now_ms
+from ..store import IdempotencyRecord, MessageRecord, iso_ms
 from ._message_schemas import (
     BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageOut, SendMessage, SendMessages,
     SendMessagesRaw, StatusChange,

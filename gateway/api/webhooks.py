@@ -13,7 +13,8 @@ from .._auth import SessionPrincipal
 from .._events import make_event
 from .._security import new_webhook_secret
 from ..errors import ApiError, Conflict, ResourceNotFound, SessionNotFound, Unauthorized, ValidationError
-from ..store import iso_ms, now_ms
+from .._clock import now_ms
+from ..store import iso_ms
 from ..webhooks import Delivery, DeliveryStatus
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Param

@@ -36,7 +36,8 @@ from typing import Final, Protocol
 import msgspec
 import trio
 
-from ..store import Fence, Store, now_ms
+from .._clock import now_ms
+from ..store import Fence, Store
 
 log = logging.getLogger("gateway.cluster")
 

@@ -38,7 +38,9 @@ import httpx
 from quart import Response, request
 
 from ..errors import ServiceUnavailable
-from ..store import LeaseOwner, SessionStatus, Store
+from actors import SessionState
+
+from ..store import LeaseOwner, Store
 from ._keeper import LeaseKeeper
 
 log = logging.getLogger("gateway.cluster")
@@ -51,7 +53,7 @@ _HOP_BY_HOP: Final = frozenset({
     "transfer-encoding", "upgrade", "host", "content-length", HOP_HEADER.lower(),
 })
 _NOT_RETURNED: Final = _HOP_BY_HOP | {"content-encoding", "content-type", "date", "server"}
-_BETWEEN_OWNERS: Final = (SessionStatus.CONNECTED, SessionStatus.CONNECTING)
+_BETWEEN_OWNERS: Final = (SessionState.CONNECTED, SessionState.CONNECTING)
 
 
 class Router:

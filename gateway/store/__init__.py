@@ -5,8 +5,8 @@ from __future__ import annotations
 from ._base import Store, StoreConflict, StoreError
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
-    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, SessionStatus, StatusEntry, User,
-    iso_ms, now_ms,
+    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, SessionState, StatusEntry, User,
+    iso_ms,
 )
 
 
@@ -26,6 +26,6 @@ async def open_store(url: str) -> Store:
 __all__ = [
     "ContactRecord", "Fence", "HeldLease", "LeaseOwner", "NodeRecord", "Renewal",
     "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "StatusEntry",
-    "SESSION_MUTABLE_FIELDS", "ApiToken", "SessionRecord", "SessionStatus", "Store",
-    "StoreConflict", "StoreError", "User", "iso_ms", "now_ms", "open_store",
+    "SESSION_MUTABLE_FIELDS", "ApiToken", "SessionRecord", "Store",
+    "StoreConflict", "StoreError", "User", "iso_ms", "open_store",
 ]

@@ -22,6 +22,8 @@ from typing import Any, Final
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from actors import SessionState
+
 from ._base import EventsOf
 from ._postgres_base import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DEFAULT_OPEN_TIMEOUT, Conn, PoolStatistics
 from ._postgres_cluster import PostgresCluster, fence_clause
@@ -29,7 +31,8 @@ from ._postgres_contacts import PostgresContacts
 from ._postgres_messages import PostgresMessages
 from ._postgres_outbox import PostgresOutbox, write_events
 from ._postgres_schema import MIGRATIONS
-from ._records import SESSION_MUTABLE_FIELDS, ApiToken, Fence, SessionRecord, SessionStatus, User, now_ms
+from ._records import SESSION_MUTABLE_FIELDS, ApiToken, Fence, SessionRecord, User
+from .._clock import now_ms
 
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_MIN_SIZE", "DEFAULT_OPEN_TIMEOUT", "PoolStatistics", "PostgresStore"]
 
@@ -185,7 +188,7 @@ def _token(row: Any) -> ApiToken:
 def _to_sql(key: str, value: Any) -> Any:
     if key == "webhook_events":
         return Jsonb(list(value))
-    if isinstance(value, SessionStatus):
+    if isinstance(value, SessionState):
         # Explicit: psycopg would dump an Enum by its name, not its value.
         return value.value
     return value
@@ -200,7 +203,7 @@ def _session_row(s: SessionRecord) -> tuple[Any, ...]:
 
 def _session(row: Any) -> SessionRecord:
     return SessionRecord(
-        id=row[0], user_id=row[1], name=row[2], phone_number=row[3], status=SessionStatus(row[4]),
+        id=row[0], user_id=row[1], name=row[2], phone_number=row[3], status=SessionState(row[4]),
         status_reason=row[5], connect_on_start=row[6], webhook_url=row[7],
         webhook_events=list(row[8]), webhook_enabled=row[9], webhook_secret=row[10],
         key_id=row[11], key_hash=bytes(row[12]), created_at=row[13], updated_at=row[14], send_limit=row[15])

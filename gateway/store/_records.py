@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import time
 
 import msgspec
 
-from actors._state import SessionState
-
-
-def now_ms() -> int:
-    # Wall-clock time for timestamps shown to people; pacing and timeouts use trio's clock.
-    return int(time.time() * 1000)
+from actors import SessionState
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -26,10 +20,6 @@ def iso_ms(ms: int | None) -> str | None:
         return None
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
-
-
-# One vocabulary for session states across actors, store and API.
-SessionStatus = SessionState
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +45,7 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     name: str
     phone_number: str | None = None
-    status: SessionStatus = SessionStatus.DISCONNECTED
+    status: SessionState = SessionState.DISCONNECTED
     status_reason: str | None = None
     # True while the owner wants the session online: after a restart the
     # supervisor reconnects exactly these sessions.

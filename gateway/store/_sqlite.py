@@ -16,10 +16,13 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from actors import SessionState
+
 from ._records import (
     SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, IdempotencyRecord, MessageRecord, MessageStatus,
-    SessionRecord, SessionStatus, StatusEntry, User, now_ms,
+    SessionRecord, SessionState, StatusEntry, User,
 )
+from .._clock import now_ms
 from ._base import EventsOf, StoreConflict
 from ._sqlite_batch import GroupCommit
 from ._sqlite_cluster import SqliteCluster, fence_holds
@@ -453,7 +456,7 @@ def _token(row: Any) -> ApiToken:
 def _to_sql(key: str, value: Any) -> Any:
     if key == "webhook_events":
         return msgspec.json.encode(list(value)).decode()
-    if isinstance(value, SessionStatus):
+    if isinstance(value, SessionState):
         return value.value
     if isinstance(value, bool):
         return int(value)
@@ -469,7 +472,7 @@ def _session_row(s: SessionRecord) -> tuple[Any, ...]:
 
 def _session(row: Any) -> SessionRecord:
     return SessionRecord(
-        id=row[0], user_id=row[1], name=row[2], phone_number=row[3], status=SessionStatus(row[4]),
+        id=row[0], user_id=row[1], name=row[2], phone_number=row[3], status=SessionState(row[4]),
         status_reason=row[5], connect_on_start=bool(row[6]), webhook_url=row[7],
         webhook_events=msgspec.json.decode(row[8]), webhook_enabled=bool(row[9]),
         webhook_secret=row[10], key_id=row[11], key_hash=bytes(row[12]),
