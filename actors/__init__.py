@@ -2,7 +2,7 @@
 
 from ._actor import ActorHost, ActorPolicy, ActorStatistics, Command, Connect, Disconnect, Logout, SessionActor
 from ._backoff import Backoff, CrashWindow
-from ._jid import is_group_jid, phone_from_jid, split_jid, user_jid
+from ._jid import GROUP_SERVER, USER_SERVER, is_group_jid, phone_from_jid, split_jid, user_jid
 from ._messages import (
     ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, SendResult,
     TextContent,
@@ -17,6 +17,7 @@ from ._transport import (
 )
 
 __all__ = [
+    "GROUP_SERVER", "USER_SERVER",
     "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "Command", "Connect", "CrashWindow", "Disconnect",
     "InvalidTransition", "Logout", "SessionActor", "SessionState", "Supervisor", "SupervisorStatistics",
     "check_transition", "Claimed", "MediaToolMissing", "OutboundQueue", "Pacing", "PrepareFailed", "Sender",

@@ -8,12 +8,11 @@ garbage cannot grow it. It is bounded, dropping the oldest entry when full.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Final
 
 import msgspec
-import trio
 
+from ._lru import LruCache
 from ._security import CredentialKind, parse_credential, secret_matches
 from .errors import Unauthorized
 from .store import Store
@@ -42,14 +41,12 @@ Principal = AccountPrincipal | SessionPrincipal
 class _Entry(msgspec.Struct):
     secret_hash: bytes
     principal: Principal
-    expires_at: float
 
 
 class Authenticator:
     def __init__(self, store: Store, *, ttl: float) -> None:
         self._store = store
-        self._ttl = ttl
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache: LruCache[str, _Entry] = LruCache(_CACHE_MAX, ttl=ttl)
 
     async def authenticate(self, credential: str) -> Principal:
         parsed = parse_credential(credential)
@@ -57,31 +54,26 @@ class Authenticator:
             raise Unauthorized("Malformed credential: expected a wgp_ token or a wgs_ session key")
         cache_key = parsed.kind.value + parsed.id
         entry = self._cache.get(cache_key)
-        if entry is None or entry.expires_at <= trio.current_time():
+        if entry is None:
             entry = await self._load(parsed.kind, parsed.id)
             if entry is None:
-                self._cache.pop(cache_key, None)
                 raise Unauthorized("Invalid credential")
-            self._cache[cache_key] = entry
-            self._cache.move_to_end(cache_key)
-            while len(self._cache) > _CACHE_MAX:
-                self._cache.popitem(last=False)
+            self._cache.put(cache_key, entry)
         if not secret_matches(parsed.secret, entry.secret_hash):
             raise Unauthorized("Invalid credential")
         return entry.principal
 
     def forget(self, kind: CredentialKind, credential_id: str) -> None:
         """Drop a cached credential at once (revoked token, rotated or deleted key)."""
-        self._cache.pop(kind.value + credential_id, None)
+        self._cache.pop(kind.value + credential_id)
 
     async def _load(self, kind: CredentialKind, credential_id: str) -> _Entry | None:
-        expires_at = trio.current_time() + self._ttl
         if kind is CredentialKind.PAT:
             token = await self._store.get_token(credential_id)
             if token is None or token.revoked_at is not None:
                 return None
-            return _Entry(token.secret_hash, AccountPrincipal(token.user_id, token.id), expires_at)
+            return _Entry(token.secret_hash, AccountPrincipal(token.user_id, token.id))
         session = await self._store.get_session_by_key_id(credential_id)
         if session is None:
             return None
-        return _Entry(session.key_hash, SessionPrincipal(session.user_id, session.id, session.key_id), expires_at)
+        return _Entry(session.key_hash, SessionPrincipal(session.user_id, session.id, session.key_id))

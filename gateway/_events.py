@@ -33,12 +33,10 @@ class GatewayEvent(msgspec.Struct, frozen=True, rename="camel"):
     data: dict[str, Any]
 
 
-def utc_now_iso() -> str:
-    return iso_ms(now_ms()) or ""
-
-
-def make_event(event: str, session_id: str, data: dict[str, Any]) -> GatewayEvent:
-    return GatewayEvent(event=event, session_id=session_id, timestamp=utc_now_iso(), data=data)
+def make_event(event: str, session_id: str, data: dict[str, Any], *, at: int | None = None) -> GatewayEvent:
+    """An event stamped `at` (epoch ms: the time of the change it reports), or now."""
+    return GatewayEvent(event=event, session_id=session_id, timestamp=iso_ms(now_ms() if at is None else at) or "",
+                        data=data)
 
 
 class Subscription:
@@ -106,34 +104,33 @@ class Collector:
         return built
 
 
-class EventSink:
+class EventRecorder:
     """Where producers hand events: durable outbox first, then the live bus and the dispatcher.
 
     Events that accompany a state change are written by that change's store
     call (`Collector` as its `events=`); `published` then fans them out.
     Events with no other state (received messages, presence, QR) go through
-    `record`, which writes them to the outbox itself.
+    `record`, which writes them to the outbox itself. `wake` tells the webhook
+    dispatcher that deliveries are due; `relay` (cluster mode) hands each event
+    to the other nodes' stream subscribers.
     """
 
-    def __init__(self, store: Any, bus: EventBus) -> None:
+    def __init__(self, store: Any, bus: EventBus, *, wake: Callable[[], None],
+                 relay: Callable[[GatewayEvent], None] | None = None) -> None:
         self._store = store
         self.bus = bus
-        self._wake: Callable[[], None] | None = None
-        # Cluster mode: events also go to the other nodes' buses (their stream subscribers).
-        self.relay: Callable[[GatewayEvent], None] | None = None
-
-    def attach_dispatcher(self, wake: Callable[[], None]) -> None:
         self._wake = wake
+        self._relay = relay
 
     def published(self, events: list[GatewayEvent]) -> None:
         for event in events:
             self.bus.publish_nowait(event)
-            if self.relay is not None:
-                self.relay(event)
-        if events and self._wake is not None:
+            if self._relay is not None:
+                self._relay(event)
+        if events:
             self._wake()
 
-    async def record(self, events: list[GatewayEvent]) -> list[Any]:
-        deliveries = await self._store.record_events(events, now_ms())
+    async def record(self, events: list[GatewayEvent], at: int | None = None) -> list[Any]:
+        deliveries = await self._store.record_events(events, now_ms() if at is None else at)
         self.published(events)
         return deliveries

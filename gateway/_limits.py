@@ -22,11 +22,11 @@ import ipaddress
 from collections.abc import Sequence
 
 from ratelimit import (
-    CostExceedsLimit, Decision, Limiter, Limits, MemoryLimiter, Rate, Scope, parse_rate, rate_limit_headers,
+    CostExceedsLimit, Decision, Limiter, Limits, MemoryLimiter, Rate, Scope, parse_rate,
 )
 
 from ._config import LIMIT_OFF, Config
-from .errors import RateLimited, ValidationError
+from .errors import RateLimitExceeded, ValidationError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -66,7 +66,7 @@ class RateGuard:
             await self._charge(Scope.AUTH, ip, 1)
 
     async def auth_failed(self, ip: str) -> None:
-        """Count a failed authentication; raises RateLimited once the allowance is spent."""
+        """Count a failed authentication; raises RateLimitExceeded once the allowance is spent."""
         await self._charge(Scope.AUTH, ip, 1)
 
     async def api(self, user_id: str) -> Decision | None:
@@ -78,6 +78,16 @@ class RateGuard:
         except CostExceedsLimit as exc:
             raise ValidationError.at("$.messages", f"a batch of {exc.cost} exceeds this session's send limit "
                                                    f"of {exc.rate}; split it") from None
+
+    async def refund_send(self, session_id: str, cost: int) -> None:
+        """Give back tokens `send` charged for messages that were then refused (validation with I/O)."""
+        if cost <= 0 or (Scope.SEND in self._off and session_id not in self._send_rates):
+            return
+        key, rate = self.limits.resolve(Scope.SEND, session_id)
+        if self._memory is not None:
+            self._memory.refund_nowait(key, rate, cost)
+        else:
+            await self.limiter.refund(key, rate, cost)
 
     async def forgot(self, email: str) -> Decision | None:
         return await self._charge(Scope.FORGOT, email, 1)
@@ -94,8 +104,8 @@ class RateGuard:
         decision = await self._hit(key, rate, cost)
         if not decision.allowed:
             self.rejections[scope.value] += 1
-            raise RateLimited(f"Rate limit {rate} ({scope.value}) exceeded; retry after "
-                              f"{decision.retry_after_seconds}s", headers=rate_limit_headers(decision))
+            raise RateLimitExceeded(f"Rate limit {rate} ({scope.value}) exceeded; retry after "
+                                    f"{decision.retry_after_seconds}s", decision=decision)
         return decision
 
     # -- client address ----------------------------------------------------------------

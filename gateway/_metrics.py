@@ -4,24 +4,12 @@
 several apps in one process do not collide). Two kinds of numbers go in it:
 
 - pushed: request latency by method, route (the URL rule, so ids do not
-  become labels) and status, observed by the app's after-request hook; and the
-  webhook hooks below, for code that prefers to count as it goes;
+  become labels) and status, observed by the app's after-request hook;
 - pulled: everything the gateway's components already count is read from
   them when /metrics is scraped (`supervisor.statistics()`, each actor's
   `statistics()`, `rates.rejections`, the event bus, the webhook dispatcher's
-  `statistics()` when the gateway has one). Nothing is copied on the hot path.
-
-Webhook delivery reports here in either of two ways (use one, not both):
-- pull: give the `Gateway` a `webhooks` (or `dispatcher`) attribute whose
-  `statistics()` has `attempts`, `delivered`, `retried`, `dead` and
-  `outcomes` (`gateway.webhooks.DispatcherStatistics` does);
-- push: call `metrics.webhook_attempt(outcome)` after each attempt (outcome
-  such as `2xx`, `5xx`, `429`, `timeout`, `connect`) and
-  `metrics.webhook_result(result)` when a delivery ends (`delivered`, `dead`)
-  or is scheduled again (`retried`). The app's `GatewayMetrics` is
-  `app.extensions["metrics"]`.
-Both feed the same families: `gateway_webhook_attempts_total{outcome}` and
-`gateway_webhook_deliveries_total{result}`.
+  `statistics()`: `gateway_webhook_attempts_total{outcome}` and
+  `gateway_webhook_deliveries_total{result}`). Nothing is copied on the hot path.
 """
 
 from __future__ import annotations
@@ -61,8 +49,6 @@ class GatewayMetrics:
             "gateway_http_request_duration_seconds", "HTTP request latency, by method, route and status.",
             ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self._children: dict[tuple[str, str, int], Any] = {}
-        self._webhook_attempts: Counter[str] = Counter()
-        self._webhook_results: Counter[str] = Counter()
         self._gateway: Callable[[], Gateway | None] = lambda: None
         self.queue_depths: dict[str, int] = {}
         self._depths_at = -math.inf
@@ -92,14 +78,6 @@ class GatewayMetrics:
             child = self._children[key] = self.request_seconds.labels(key[0], key[1], str(status))
         child.observe(seconds)
 
-    def webhook_attempt(self, outcome: str) -> None:
-        """One delivery attempt ended with `outcome` (`2xx`, `4xx`, `5xx`, `429`, `timeout`, `connect`, ...)."""
-        self._webhook_attempts[outcome] += 1
-
-    def webhook_result(self, result: str) -> None:
-        """A delivery was `delivered`, `retried` (scheduled again) or went `dead` (retry budget spent)."""
-        self._webhook_results[result] += 1
-
     # -- scraping ------------------------------------------------------------------------
 
     def render(self) -> bytes:
@@ -118,7 +96,7 @@ class _GatewayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
         gateway = m._gateway()
-        yield from _webhook_families(gateway, m._webhook_attempts, m._webhook_results)
+        yield from _webhook_families(gateway)
         if gateway is None:
             return
         if m.queue_depths:
@@ -194,18 +172,16 @@ def _rate_families(gateway: Gateway) -> Iterator[Metric]:
     yield forced
 
 
-def _webhook_families(gateway: Gateway | None, attempts: Counter[str], results: Counter[str]) -> Iterator[Metric]:
-    by_outcome: Counter[str] = Counter(attempts)
+def _webhook_families(gateway: Gateway | None) -> Iterator[Metric]:
+    by_outcome: Counter[str] = Counter()
     by_result: Counter[str] = Counter({r: 0 for r in WEBHOOK_RESULTS})
-    by_result.update(results)
     in_flight = None
-    source = None if gateway is None else (getattr(gateway, "webhooks", None) or getattr(gateway, "dispatcher", None))
-    stats = source.statistics() if source is not None and hasattr(source, "statistics") else None
-    if stats is not None:
-        by_outcome.update(getattr(stats, "outcomes", {}) or {})
+    if gateway is not None:
+        stats = gateway.dispatcher.statistics()
+        by_outcome.update(stats.outcomes)
         for result in WEBHOOK_RESULTS:
-            by_result[result] += getattr(stats, result, 0)
-        in_flight = getattr(stats, "in_flight", None)
+            by_result[result] += getattr(stats, result)
+        in_flight = stats.in_flight
     family = CounterMetricFamily("gateway_webhook_attempts", "Webhook delivery attempts, by outcome.",
                                  labels=["outcome"])
     for outcome, count in sorted(by_outcome.items()):

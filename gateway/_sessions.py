@@ -11,27 +11,30 @@ from typing import Any
 
 from msgspec import UNSET as UNSET_SENTINEL
 
+from actors import SessionState
 from ratelimit import RateParseError, parse_rate
 
 from ._auth import AccountPrincipal, Authenticator, Principal, SessionPrincipal
-from ._live import LiveSessions
+from ._clock import Clock
+from ._control import SessionControl
+from ._limits import RateGuard
 from ._netguard import UnsafeURL, check_url_on_save
-from ._phone import InvalidPhoneNumber, normalize_phone
+from ._phone import phone_at
 from ._security import CredentialKind, new_credential, new_id, new_webhook_secret
-from .api._schemas import CreateSession, UpdateSession
+from ._requests import CreateSession, UpdateSession
 from .errors import Forbidden, SessionNotFound, ValidationError
-from ._clock import now_ms
-from actors import SessionState
-
 from .store import SessionRecord, Store
 
 
 class Sessions:
-    def __init__(self, store: Store, auth: Authenticator, live: LiveSessions, *, allow_private_urls: bool) -> None:
+    def __init__(self, store: Store, auth: Authenticator, control: SessionControl, rates: RateGuard, *,
+                 allow_private_urls: bool, clock: Clock) -> None:
         self._store = store
         self._auth = auth
-        self._live = live
+        self._control = control
+        self._rates = rates
         self._allow_private_urls = allow_private_urls
+        self._clock = clock
 
     async def create(self, principal: AccountPrincipal, req: CreateSession) -> tuple[SessionRecord, str]:
         phone = _phone_or_none(req.phone_number)
@@ -39,7 +42,7 @@ class Sessions:
         if req.webhook_url is not None:
             await self._check_webhook_url(req.webhook_url)
         key = new_credential(CredentialKind.SESSION_KEY)
-        at = now_ms()
+        at = self._clock.now_ms()
         record = SessionRecord(
             id=new_id(), user_id=principal.user_id, name=req.name.strip() or req.name, phone_number=phone,
             webhook_url=req.webhook_url, webhook_events=_dedupe(req.webhook_events),
@@ -77,16 +80,16 @@ class Sessions:
             _check_rate(changes["send_limit"])
         if "name" in changes:
             changes["name"] = changes["name"].strip() or changes["name"]
-        record = await self._store.update_session(session_id, changes, now_ms())
+        record = await self._store.update_session(session_id, changes, self._clock.now_ms())
         if record is None:
             raise SessionNotFound()
         if "send_limit" in changes:
-            self._live.rates.set_send_rate(session_id, record.send_limit)
+            self._rates.set_send_rate(session_id, record.send_limit)
         return record
 
     async def delete(self, principal: Principal, session_id: str) -> SessionRecord:
         record = await self.get(principal, session_id)
-        await self._live.remove(record)
+        await self._control.remove(record)
         await self._store.delete_session(session_id)
         self._auth.forget(CredentialKind.SESSION_KEY, record.key_id)
         return record
@@ -95,7 +98,7 @@ class Sessions:
         old = await self.get(principal, session_id)
         key = new_credential(CredentialKind.SESSION_KEY)
         record = await self._store.update_session(
-            session_id, {"key_id": key.id, "key_hash": key.secret_hash}, now_ms())
+            session_id, {"key_id": key.id, "key_hash": key.secret_hash}, self._clock.now_ms())
         if record is None:
             raise SessionNotFound()
         self._auth.forget(CredentialKind.SESSION_KEY, old.key_id)
@@ -117,10 +120,7 @@ def visible_to(principal: Principal, record: SessionRecord) -> bool:
 def _phone_or_none(raw: str | None) -> str | None:
     if raw is None:
         return None
-    try:
-        return normalize_phone(raw)
-    except InvalidPhoneNumber as exc:
-        raise ValidationError.at("$.phoneNumber", str(exc)) from None
+    return phone_at(raw, "$.phoneNumber")
 
 
 def _check_rate(raw: str | None) -> None:

@@ -20,9 +20,8 @@ from .api import directory, messages, sessions, webhooks
 from .api._openapi import build_openapi, render_docs
 from .api._routing import JSON, Api, json_response
 from .api._schemas import Health
-from .errors import (
-    ApiError, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceUnavailable, encode_error,
-)
+from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for
+from .errors import GatewayError, TryAgainLater
 
 log = logging.getLogger("gateway.http")
 API_PREFIX = "/api/v1"
@@ -66,12 +65,20 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     def get_gateway() -> Gateway:
         gateway = state.get("gateway")
         if gateway is None:
-            raise ServiceUnavailable("The gateway is starting or stopping")
+            raise TryAgainLater("The gateway is starting or stopping")
         return gateway
 
     api = build_api()
     api.install(app, get_gateway)
     webhooks.install_stream(app, get_gateway)
+    _install_metrics(app, state)
+    _install_lifespan(app, state, config, transport_factory, node_address)
+    _install_meta_routes(app, state, api)
+    _install_errors(app)
+    return app
+
+
+def _install_metrics(app: QuartTrio, state: dict[str, Any]) -> None:
     metrics = app.extensions["metrics"] = GatewayMetrics()
     metrics.bind(lambda: state.get("gateway"))
 
@@ -91,8 +98,11 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     async def prometheus_metrics() -> Response:
         await metrics.refresh_store()
         return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
-    openapi_doc = build_openapi(api.routes, version=_version(), server_url=API_PREFIX)
-    docs_html = render_docs(openapi_doc)
+
+
+def _install_lifespan(app: QuartTrio, state: dict[str, Any], config: Config,
+                      transport_factory: TransportFactory | None, node_address: str) -> None:
+    """The gateway runs in the app's nursery from `before_serving` until `after_serving`."""
 
     @app.before_serving
     async def start() -> None:
@@ -123,6 +133,12 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
             with trio.move_on_after(config.shutdown_timeout):
                 await state["stopped"].wait()
 
+
+def _install_meta_routes(app: QuartTrio, state: dict[str, Any], api: Api) -> None:
+    """The OpenAPI document, the docs page, and the health checks."""
+    openapi_doc = build_openapi(api.routes, version=_version(), server_url=API_PREFIX)
+    docs_html = render_docs(openapi_doc)
+
     @app.route(f"{API_PREFIX}/openapi.json", methods=["GET"])
     async def openapi() -> Response:
         return json_response(openapi_doc)
@@ -147,36 +163,33 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
             return json_response(Health(status="unavailable", checks={"store": repr(exc)}), 503)
         return json_response(Health(status="ready", checks={"store": "ok"}))
 
-    @app.errorhandler(ApiError)
-    async def api_error(exc: ApiError) -> Response:
-        return Response(encode_error(exc), status=exc.status, content_type=JSON, headers=exc.headers)
+
+def _install_errors(app: QuartTrio) -> None:
+    """Every error, ours or the framework's, leaves as the envelope through the one table."""
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        mapped: ApiError
-        if exc.code == 404:
-            mapped = NotFound(f"No route {request.method} {request.path}")
-        elif exc.code == 405:
-            allowed = exc.valid_methods if hasattr(exc, "valid_methods") else None  # type: ignore[attr-defined]
-            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
-            if allowed:
-                mapped.headers["Allow"] = ", ".join(sorted(allowed))
-        elif exc.code == 413:
-            mapped = PayloadTooLarge()
-        else:
-            mapped = _generic_http_error(exc)
-        return await api_error(mapped)
+        return _error_response(_from_werkzeug(exc))
 
     @app.errorhandler(Exception)
-    async def unhandled(exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-        return await api_error(InternalError())
+    async def any_error(exc: Exception) -> Response:
+        if answer_for(exc).status == 500:  # raised on purpose nowhere: a bug, logged with its traceback
+            log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return _error_response(exc)
 
-    return app
+
+def _error_response(exc: BaseException) -> Response:
+    answer = answer_for(exc)
+    return Response(answer.body, status=answer.status, content_type=JSON, headers=answer.headers)
 
 
-def _generic_http_error(exc: HTTPException) -> ApiError:
-    err = ApiError(exc.description or exc.name)
-    err.status = exc.code or 500  # type: ignore[misc]
-    err.code = (exc.name or "ERROR").upper().replace(" ", "_")  # type: ignore[misc]
-    return err
+def _from_werkzeug(exc: HTTPException) -> GatewayError:
+    """Quart's own refusals (no route, wrong method, body over the app-wide cap) in our terms."""
+    if exc.code == 404:
+        return RouteNotFound(f"No route {request.method} {request.path}")
+    if exc.code == 405:
+        allowed = getattr(exc, "valid_methods", None) or ()
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}", allow=allowed)
+    if exc.code == 413:
+        return PayloadTooLarge()
+    return OtherHttpError(exc.code or 500, exc.name or "ERROR", exc.description or exc.name or "")

@@ -1,16 +1,19 @@
-"""The API's error envelope and the exceptions that map onto it.
+"""The gateway's domain errors: what went wrong, in the caller's terms, with no HTTP in sight.
 
-Every error answer has the shape
-`{"success": false, "error": {"code": ..., "message": ..., "details": [...]}}`.
-Domain code raises an `ApiError` subclass; the HTTP layer turns it into the
-envelope through one table (`ApiError.status`). Nothing else produces errors.
+Services raise these; the HTTP edge maps each of them (and each transport
+error from `actors`) to a status, a code and the error envelope through one
+table, `gateway.api._errors.ERRORS`. Every class here has a docstring saying
+when it is raised; the data a caller needs (the field path of a bad value,
+how long to wait) travels as attributes.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
+
+from ratelimit import Decision
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -20,117 +23,119 @@ class ErrorDetail(msgspec.Struct, omit_defaults=True):
     path: str | None = None
 
 
-class ErrorBody(msgspec.Struct):
-    code: str
-    message: str
-    details: list[ErrorDetail] = []
+class GatewayError(Exception):
+    """Base of every error reported to a caller on purpose.
 
+    `details` name the fields at fault; `retry_after` (whole seconds) says that
+    the same request may succeed later.
+    """
 
-class ErrorEnvelope(msgspec.Struct):
-    error: ErrorBody
-    success: bool = False
+    default_message: ClassVar[str] = "The request failed"
 
-
-class ApiError(Exception):
-    """Base of every error the API answers deliberately."""
-
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "INTERNAL_ERROR"
-    default_message: ClassVar[str] = "Internal server error"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        details: list[ErrorDetail] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, message: str | None = None, *, details: list[ErrorDetail] | None = None,
+                 retry_after: int | None = None) -> None:
         self.message = message or self.default_message
         self.details = details or []
-        self.headers = headers or {}
+        self.retry_after = retry_after
         super().__init__(self.message)
 
-    def envelope(self) -> ErrorEnvelope:
-        return ErrorEnvelope(ErrorBody(self.code, self.message, self.details))
 
-
-class Unauthorized(ApiError):
+class Unauthorized(GatewayError):
     """Credentials are missing, malformed, unknown or of the wrong kind."""
 
-    status, code, default_message = 401, "UNAUTHORIZED", "Missing or invalid auth"
+    default_message = "Missing or invalid auth"
 
 
-class Forbidden(ApiError):
-    status, code, default_message = 403, "FORBIDDEN", "Not allowed"
+class Forbidden(GatewayError):
+    """The credential is valid but may not do this (e.g. a session key changing `sendLimit`)."""
+
+    default_message = "Not allowed"
 
 
-class NotFound(ApiError):
-    """No such route."""
+class NotFound(GatewayError):
+    """The thing named (a message, a delivery, a contact) does not exist for this caller."""
 
-    status, code, default_message = 404, "NOT_FOUND", "No such route"
-
-
-class SessionNotFound(ApiError):
-    """The session does not exist, or the caller may not know it exists."""
-
-    status, code, default_message = 404, "SESSION_NOT_FOUND", "Session does not exist"
+    default_message = "Resource does not exist"
 
 
-class ResourceNotFound(ApiError):
-    status, code, default_message = 404, "NOT_FOUND", "Resource does not exist"
+class SessionNotFound(NotFound):
+    """The session does not exist, or the caller may not know that it exists."""
+
+    default_message = "Session does not exist"
 
 
-class MethodNotAllowed(ApiError):
-    status, code, default_message = 405, "METHOD_NOT_ALLOWED", "Method not allowed on this route"
+class SessionNotConnected(GatewayError):
+    """The operation needs a CONNECTED session and this one is not."""
+
+    default_message = "Session not connected"
 
 
-class SessionDisconnected(ApiError):
-    status, code, default_message = 409, "SESSION_DISCONNECTED", "Session not connected"
+class Conflict(GatewayError):
+    """The request conflicts with the current state of what it names."""
+
+    default_message = "Conflicts with the current state"
 
 
-class Conflict(ApiError):
-    status, code, default_message = 409, "CONFLICT", "Conflicts with the current state"
+class QrNotAvailable(Conflict):
+    """The session has no QR code now: it is not CONNECTING, or the code has not arrived yet."""
+
+    default_message = "No QR code: the session is not waiting for a scan"
 
 
-class PayloadTooLarge(ApiError):
-    status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
-
-
-class UnsupportedMediaType(ApiError):
-    status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Body must be application/json"
-
-
-class ValidationError(ApiError):
+class ValidationError(GatewayError):
     """The body, a parameter or a query value is invalid; details name the path."""
 
-    status, code, default_message = 422, "VALIDATION_ERROR", "Invalid request body or params"
+    default_message = "Invalid request body or params"
 
     @classmethod
     def at(cls, path: str, message: str) -> ValidationError:
         return cls(f"{message} at {path}", details=[ErrorDetail(message=message, path=path)])
 
 
-class RateLimited(ApiError):
-    status, code, default_message = 429, "RATE_LIMITED", "Too many requests"
+class IdempotencyKeyReused(GatewayError):
+    """An Idempotency-Key came back within 24 h with a different request body."""
+
+    default_message = "Idempotency-Key was used with another body"
 
 
-class InternalError(ApiError):
-    pass
+class MediaToolUnavailable(GatewayError):
+    """A media type needs ffmpeg/ffprobe on the gateway host and they are not installed."""
+
+    default_message = "This media type needs ffmpeg on the gateway host"
 
 
-class NotImplementedYet(ApiError):
-    status, code, default_message = 501, "NOT_IMPLEMENTED", "Not implemented"
+class RateLimitExceeded(GatewayError):
+    """A rate limit refused the request; `decision` says which and when to come back."""
+
+    default_message = "Too many requests"
+
+    def __init__(self, message: str, *, decision: Decision) -> None:
+        super().__init__(message, retry_after=decision.retry_after_seconds)
+        self.decision = decision
 
 
-class ServiceUnavailable(ApiError):
-    status, code, default_message = 503, "SERVICE_UNAVAILABLE", "Service unavailable"
+class WhatsAppError(GatewayError):
+    """WhatsApp (the transport) failed or did not answer in time."""
+
+    default_message = "WhatsApp refused or failed the request"
 
 
-_ENCODER = msgspec.json.Encoder()
+class TryAgainLater(GatewayError):
+    """Nothing is wrong with the request, but it cannot be served right now (busy, moving, starting)."""
+
+    default_message = "Service unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
-def encode_error(exc: ApiError) -> bytes:
-    return _ENCODER.encode(exc.envelope())
+class OwnedElsewhere(TryAgainLater):
+    """Cluster mode: another node took the session just as this one was about to run it.
+
+    The HTTP edge routes the request again, to that node; only a request that
+    cannot be routed again sees this error."""
+
+    default_message = "Another node took this session a moment ago; retry"
 
 
 def validation_error_from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError,
@@ -147,15 +152,3 @@ def validation_error_from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeE
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         msg = f"Malformed JSON: {msg}"
     return ValidationError(f"{msg} at {path}", details=[ErrorDetail(message=msg, path=path)])
-
-
-def error_code_table() -> list[dict[str, Any]]:
-    """Every error code with its status, for the OpenAPI document."""
-    seen: dict[str, dict[str, Any]] = {}
-    stack: list[type[ApiError]] = [ApiError]
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        seen.setdefault(cls.code, {"code": cls.code, "status": cls.status,
-                                   "description": cls.default_message})
-    return sorted(seen.values(), key=lambda e: (e["status"], e["code"]))

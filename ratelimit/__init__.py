@@ -8,7 +8,7 @@ decision is not allowed, and 422 on `CostExceedsLimit`.
 
 from ._backend import Limiter, LimiterStatistics
 from ._gcra import (
-    TOLERANCE_NS, CostExceedsLimit, Decision, State, decide, decide_ns, is_full, rate_limit_headers, to_ns,
+    TOLERANCE_NS, CostExceedsLimit, Decision, State, decide, decide_ns, is_full, rate_limit_headers, refund_ns, to_ns,
 )
 from ._limits import (
     DEFAULT_API, DEFAULT_AUTH, DEFAULT_FORGOT, DEFAULT_SEND, MAX_SUBJECT_LENGTH, Limits, Override, Scope,
@@ -24,5 +24,5 @@ __all__ = [
     "DEFAULT_SWEEP_PER_HIT", "HOUR", "MAX_COUNT", "MAX_PERIOD", "MAX_SUBJECT_LENGTH", "MINUTE", "MIN_INTERVAL",
     "SECOND", "TOLERANCE_NS", "CostExceedsLimit", "Decision", "Limiter", "LimiterStatistics", "Limits",
     "MemoryLimiter", "Override", "PostgresLimiter", "Rate", "RateParseError", "Scope", "State", "decide",
-    "decide_ns", "is_full", "parse_rate", "rate_limit_headers", "to_ns",
+    "decide_ns", "is_full", "parse_rate", "rate_limit_headers", "refund_ns", "to_ns",
 ]

@@ -67,6 +67,12 @@ class Limiter(Protocol):
         """
         ...
 
+    async def refund(self, key: str, rate: Rate, cost: int = 1) -> None:
+        """Give back `cost` tokens charged to `key` for a request that was then not served.
+
+        The bucket never becomes fuller than full."""
+        ...
+
     def statistics(self) -> LimiterStatistics:
         """A snapshot of this limiter's counters."""
         ...

@@ -133,6 +133,21 @@ def decide_ns(state: State | None, now_ns: int, rate: Rate, cost: int = 1) -> tu
     return decision, state
 
 
+def refund_ns(state: State | None, now_ns: int, rate: Rate, cost: int = 1) -> State | None:
+    """Give back `cost` tokens charged earlier (the request they paid for was not served).
+
+    The debt shrinks by what `decide_ns` added for that cost, never below zero: a
+    refund cannot make a bucket fuller than full, and refunding into a bucket that
+    refilled meanwhile does nothing. Returns the new state (None: full).
+    """
+    if type(cost) is not int or cost < 0:
+        raise ValueError(f"cost must be a non-negative int, got {cost!r}")
+    if state is None:
+        return None
+    tat = state - cost * rate.period_ns // rate.count
+    return tat if tat > now_ns else None
+
+
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
     """The response headers for a decision: the limit headers, plus `Retry-After` when refused.
 

@@ -34,7 +34,7 @@ from typing import Final
 import trio
 
 from ._backend import LimiterStatistics
-from ._gcra import CostExceedsLimit, Decision, State, decide_ns
+from ._gcra import CostExceedsLimit, Decision, State, decide_ns, refund_ns
 from ._rate import NS_PER_SECOND, Rate
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
@@ -110,6 +110,25 @@ class MemoryLimiter:
                     buckets.popitem(last=False)
                     self._forced_evictions += 1
         return decision
+
+    async def refund(self, key: str, rate: Rate, cost: int = 1) -> None:
+        """`refund_nowait` as a trio checkpoint (the `Limiter` Protocol)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.refund_nowait(key, rate, cost)
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def refund_nowait(self, key: str, rate: Rate, cost: int = 1) -> None:
+        """Give back `cost` tokens charged to `key` (see `_gcra.refund_ns`); never blocks."""
+        state = self._buckets.get(key)
+        if state is None:
+            return
+        new = refund_ns(state, round(trio.current_time() * NS_PER_SECOND), rate, cost)
+        if new is None:
+            del self._buckets[key]
+        else:
+            self._buckets[key] = new
 
     def statistics(self) -> LimiterStatistics:
         """Keys tracked, hits, rejections, evictions (and forced evictions) so far."""

@@ -41,6 +41,10 @@ QueryOne = Callable[[str, Sequence[Any]], Awaitable[Any]]
 _HIT: Final = "SELECT now_ns, tat, allowed FROM gateway_rate_hit(%s, %s, %s)"
 _PEEK: Final = ("SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::BIGINT, "
                 "(SELECT tat FROM rate_buckets WHERE key = %s)")
+# A refund shrinks the debt, never below zero (a full bucket's row is left for `sweep`).
+_REFUND: Final = ("UPDATE rate_buckets SET tat = GREATEST("
+                  "(extract(epoch FROM clock_timestamp()) * 1000000000)::BIGINT, tat - %s) "
+                  "WHERE key = %s RETURNING tat")
 _SWEEP: Final = ("WITH gone AS (DELETE FROM rate_buckets "
                  "WHERE tat <= (extract(epoch FROM clock_timestamp()) * 1000000000)::BIGINT RETURNING 1) "
                  # the count reads the table as it was before this statement's delete
@@ -84,6 +88,13 @@ class PostgresLimiter:
             # those microseconds): still refused, and the client may retry at once.
             return Decision(False, rate.count, 0, TOLERANCE_NS / 1e9, 0.0)
         return decision
+
+    async def refund(self, key: str, rate: Rate, cost: int = 1) -> None:
+        """Give back `cost` tokens charged to `key` (see `_gcra.refund_ns`): one statement."""
+        if type(cost) is not int or cost < 0:
+            raise ValueError(f"cost must be a non-negative int, got {cost!r}")
+        if cost:
+            await self._query_one(_REFUND, (cost * rate.period_ns // rate.count, key))
 
     async def sweep(self) -> int:
         """Delete full buckets (they carry nothing); returns how many. Safe from any node, any time."""

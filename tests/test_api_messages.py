@@ -279,7 +279,7 @@ async def test_queued_messages_wait_for_reconnect(env):
     t = env.transport
     t.script, t.runs = ["fail:down", "connect"], []
     t.drop("network blip")  # due while the session is down: it must wait, not fail
-    actor = env.gateway.live.actor(env.session["id"])
+    actor = env.gateway.control.actor(env.session["id"])
     with trio.fail_after(5):
         while actor.state.value == "CONNECTED":
             await trio.sleep(0.001)
@@ -309,7 +309,7 @@ async def test_video_needs_ffmpeg_with_the_whatsapp_transport(tmp_path, monkeypa
         s = await create(client, account)
         await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
         with trio.fail_after(5):
-            while running_gateway(app).live.actor(s["id"]).state.value != "CONNECTED":
+            while running_gateway(app).control.actor(s["id"]).state.value != "CONNECTED":
                 await trio.sleep(0.01)
         r = await client.post("/api/v1/send-message", headers=bearer(s["apiKey"]), json={
             "to": "1234567890", "video": {"url": "https://example.com/v.mp4"}})

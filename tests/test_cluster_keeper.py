@@ -66,12 +66,12 @@ async def wanted_sessions(store, n: int) -> list[str]:
 class Node:
     def __init__(self, store, name: str) -> None:
         self.host = Host()
-        self.keeper = LeaseKeeper(store, self.host, node_id=name, ttl=TTL)
+        self.keeper = LeaseKeeper(store, node_id=name, ttl=TTL)
         self.scope = trio.CancelScope()
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with self.scope:
-            await self.keeper.run(address="", token="t", host="h", pid=1, task_status=task_status)
+            await self.keeper.run(self.host, address="", token="t", host="h", pid=1, task_status=task_status)
 
 
 async def start(nursery, store, name: str) -> Node:
@@ -203,7 +203,7 @@ async def test_due_messages_are_polled_and_nudged(store):
 
 def test_the_lease_survives_two_missed_heartbeats():
     with pytest.raises(ValueError):
-        LeaseKeeper(None, Host(), node_id="x", ttl=10, interval=4.5)  # type: ignore[arg-type]
-    keeper = LeaseKeeper(None, Host(), node_id="x", ttl=10)  # type: ignore[arg-type]
+        LeaseKeeper(None, node_id="x", ttl=10, interval=4.5)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(None, node_id="x", ttl=10)  # type: ignore[arg-type]
     assert keeper.interval == 2.5 and keeper.margin == 2.0
 

@@ -151,7 +151,7 @@ async def test_url_media_through_the_api(tmp_path):
         await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
         e = Env(app, factory, account, s)
         with trio.fail_after(5):
-            while gw.live.actor(s["id"]).state.value != "CONNECTED":
+            while gw.control.actor(s["id"]).state.value != "CONNECTED":
                 await trio.sleep(0.01)
         ok = await (await e.send({"to": "1234567890", "image": {"url": base + "/a.png", "caption": "c"}})).get_json()
         await e.wait_status(ok["messageId"], "sent")

@@ -329,3 +329,20 @@ def test_keys_are_scoped_and_normalised() -> None:
     long_one, long_two = limits.key("api", "x" * 10_000), limits.key("api", "x" * 9_999 + "y")
     assert long_one != long_two
     assert len(long_one) <= 64 and long_one.startswith("api:#")
+
+
+def test_refund_ns_undoes_a_charge_and_stops_at_full() -> None:
+    from ratelimit import decide_ns, refund_ns
+
+    rate = Rate(4, SECOND)
+    second = 1_000_000_000
+    now = 10 * second
+    _, state = decide_ns(None, now, rate, 3)
+    _, after_one = decide_ns(state, now, rate, 1)
+    assert refund_ns(after_one, now, rate, 1) == state
+    assert refund_ns(state, now, rate, 3) is None  # back to full
+    assert refund_ns(state, now, rate, 4) is None  # never fuller than full
+    assert refund_ns(None, now, rate, 2) is None
+    assert refund_ns(state, now + 2 * second, rate, 1) is None  # it refilled meanwhile
+    with pytest.raises(ValueError):
+        refund_ns(state, now, rate, -1)

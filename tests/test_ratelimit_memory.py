@@ -233,3 +233,24 @@ def test_constructor_validates() -> None:
         MemoryLimiter(max_keys=0)
     with pytest.raises(ValueError):
         MemoryLimiter(sweep_per_hit=1)
+
+
+async def test_a_refund_gives_tokens_back_but_never_more_than_full(autojump_clock: MockClock) -> None:
+    limiter = MemoryLimiter()
+    with trio.fail_after(3600):
+        for _ in range(10):
+            assert limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed
+        assert not limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed
+        await limiter.refund("s1", TEN_PER_MINUTE, 2)
+        assert limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed
+        assert limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed
+        assert not limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed
+        # refunding more than was spent leaves the bucket full, not fuller
+        limiter.refund_nowait("s1", TEN_PER_MINUTE, 10)
+        limiter.refund_nowait("s1", TEN_PER_MINUTE, 10)
+        assert limiter.statistics().keys_tracked == 0
+        assert [limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed for _ in range(11)] == [True] * 10 + [False]
+        # a refund into a bucket that refilled meanwhile does nothing
+        await trio.sleep(60)
+        limiter.refund_nowait("s1", TEN_PER_MINUTE, 5)
+        assert [limiter.hit_nowait("s1", TEN_PER_MINUTE).allowed for _ in range(11)] == [True] * 10 + [False]

@@ -125,3 +125,17 @@ async def test_sweep_drops_only_full_buckets(stores):
         assert await limiter.sweep() == 1
         assert limiter.statistics().keys_tracked == 1
         assert (await limiter.hit("long", TEN_PER_MINUTE)).remaining == 8  # kept: not full
+
+
+async def test_a_refund_gives_tokens_back_but_never_more_than_full(stores):
+    limiter = PostgresLimiter(stores[0].query_one)
+    rate = Rate(3, MINUTE)
+    with trio.fail_after(10):
+        assert [(await limiter.hit("f", rate)).allowed for _ in range(4)] == [True, True, True, False]
+        await limiter.refund("f", rate, 1)
+        assert (await limiter.hit("f", rate)).allowed
+        assert not (await limiter.hit("f", rate)).allowed
+        await limiter.refund("f", rate, 3)
+        await limiter.refund("f", rate, 3)
+        await limiter.refund("missing", rate, 3)  # nothing charged: nothing to give back
+        assert [(await limiter.hit("f", rate)).allowed for _ in range(4)] == [True, True, True, False]

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ErrorEnvelope, error_code_table
+from ._errors import ErrorEnvelope, error_code_table, mapping_of
 from ._routing import Auth, RouteSpec
 
 _REF = "#/components/schemas/{name}"
@@ -52,8 +52,9 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
             ok["content"] = {"application/json": {"schema": by_type[r.answer]}}
         op["responses"][str(r.status)] = ok
         for err in r.errors:
-            op["responses"].setdefault(str(err.status), {
-                "description": f"{err.code}: {err.default_message}",
+            status, code, description = mapping_of(err)
+            op["responses"].setdefault(str(status), {
+                "description": f"{code}: {description}",
                 "content": {"application/json": {"schema": by_type[ErrorEnvelope]}}})
         paths.setdefault(path, {})[r.method.lower()] = op
     return {

@@ -23,7 +23,8 @@ from quart import Response, request
 from ratelimit import Decision, rate_limit_headers
 
 from .._auth import AccountPrincipal, Principal, SessionPrincipal
-from ..errors import ApiError, PayloadTooLarge, Unauthorized, ValidationError, validation_error_from_msgspec
+from ..errors import OwnedElsewhere, Unauthorized, ValidationError, validation_error_from_msgspec
+from ._errors import PayloadTooLarge
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -70,7 +71,7 @@ class RouteSpec:
     status: int
     answer: type | None
     query: list[Param]
-    errors: list[type[ApiError]]
+    errors: list[type[Exception]]
     media_body: bool
     description: str = ""
     doc_body: type | None = None  # the body as documented, when decoding uses a looser type
@@ -90,6 +91,11 @@ class Ctx:
     raw: bytes = b""
     # the tightest rate-limit decision that applied; its X-RateLimit-* headers go on the answer
     rate: Decision | None = None
+
+    def limit(self, decision: Decision | None) -> None:
+        """Another limit applied: keep whichever leaves the caller less room (the one to obey)."""
+        if decision is not None and (self.rate is None or _tighter(decision, self.rate)):
+            self.rate = decision
 
     @property
     def account(self) -> AccountPrincipal:
@@ -119,7 +125,7 @@ class Api:
         status: int = 200,
         answer: type | None = None,
         query: list[Param] | None = None,
-        errors: list[type[ApiError]] | None = None,
+        errors: list[type[Exception]] | None = None,
         media_body: bool = False,
         description: str = "",
         doc_body: type | None = None,
@@ -170,7 +176,15 @@ def _make_view(spec: RouteSpec, get_gateway: Callable[[], Gateway]) -> Callable[
                 return routed
         ctx = Ctx(gateway=gateway, principal=principal, body=body, query=dict(request.args),
                   headers=request.headers, raw=raw, rate=decision)
-        result = await spec.handler(ctx, **path_params)
+        try:
+            result = await spec.handler(ctx, **path_params)
+        except OwnedElsewhere:
+            # Another node (or this node's own lease round) took the session between routing and
+            # running it here: route again, and run here once more if it is this node's now.
+            if spec.live is None or gateway.cluster is None or gateway.cluster.router.is_forwarded():
+                raise
+            routed = await _route_to_owner(gateway, spec.live, principal, path_params, raw)
+            result = routed if routed is not None else await spec.handler(ctx, **path_params)
         response = result if isinstance(result, Response) else json_response(result, spec.status)
         if ctx.rate is not None:
             response.headers.update(rate_limit_headers(ctx.rate))
@@ -178,6 +192,10 @@ def _make_view(spec: RouteSpec, get_gateway: Callable[[], Gateway]) -> Callable[
 
     view.__name__ = f"view_{spec.handler.__name__}"
     return view
+
+
+def _tighter(a: Decision, b: Decision) -> bool:
+    return (a.remaining, -a.reset_after) < (b.remaining, -b.reset_after)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

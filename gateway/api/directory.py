@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Annotated, Final
+from typing import Annotated
 
 import msgspec
 import trio
 from msgspec import Meta
 
-from actors import GroupInfo, NotConnected, OnWhatsApp, RecipientError, TransportError, is_group_jid, phone_from_jid
+from actors import GroupInfo, OnWhatsApp, is_group_jid, phone_from_jid, user_jid
 
-from .._messaging import recipient_jid
-from .._phone import InvalidPhoneNumber, normalize_phone
-from ..errors import ApiError, ResourceNotFound, SessionDisconnected, Unauthorized, ValidationError
+from .._phone import phone_at, recipient_at
+from ..errors import NotFound, SessionNotConnected, Unauthorized, ValidationError, WhatsAppError
 from .._clock import now_ms
 from ..store import ContactRecord, iso_ms
-from ._message_schemas import Recipient
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live
-from ._schemas import Answer, PhoneNumber, Request
-
-_CACHE_MAX: Final = 100_000
-
-
-class WhatsAppError(ApiError):
-    """WhatsApp refused or failed the operation; the message carries its reason."""
-
-    status, code, default_message = 502, "WHATSAPP_ERROR", "WhatsApp could not carry out the request"
-
+from .._requests import PhoneNumber, Recipient, Request
+from ._schemas import Answer
 
 class UpsertContact(Request):
     phone_number: PhoneNumber
@@ -104,28 +93,8 @@ class Left(Answer):
     left: bool
 
 
-class OnWhatsAppCache:
-    """Answers per (session, number), kept `ttl` seconds on trio's clock, bounded in size."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: OrderedDict[tuple[str, str], tuple[float, OnWhatsApp]] = OrderedDict()
-
-    def get(self, session_id: str, phone: str) -> OnWhatsApp | None:
-        entry = self._entries.get((session_id, phone))
-        if entry is None or entry[0] <= trio.current_time():
-            return None
-        return entry[1]
-
-    def put(self, session_id: str, phone: str, answer: OnWhatsApp) -> None:
-        self._entries[(session_id, phone)] = (trio.current_time() + self._ttl, answer)
-        self._entries.move_to_end((session_id, phone))
-        while len(self._entries) > _CACHE_MAX:
-            self._entries.popitem(last=False)
-
-
 def contact_out(c: ContactRecord) -> Contact:
-    return Contact(phone_number=c.phone_number, jid=c.phone_number.lstrip("+") + "@s.whatsapp.net", name=c.name,
+    return Contact(phone_number=c.phone_number, jid=user_jid(c.phone_number), name=c.name,
                    created_at=iso_ms(c.created_at) or "", updated_at=iso_ms(c.updated_at) or "")
 
 
@@ -140,10 +109,7 @@ def participant_out(p) -> Participant:
 
 
 def _phone_param(raw: str) -> str:
-    try:
-        return normalize_phone(raw)
-    except InvalidPhoneNumber as exc:
-        raise ValidationError.at("path.phone", str(exc)) from None
+    return phone_at(raw, "path.phone")
 
 
 def _group_param(raw: str) -> str:
@@ -153,22 +119,24 @@ def _group_param(raw: str) -> str:
 
 
 async def _whatsapp(call):
-    """Run a transport call, mapping its failures onto API errors."""
+    """Run a transport call under a deadline (its own failures are answered through the error table)."""
     try:
         with trio.fail_after(30):
             return await call
-    except NotConnected:
-        raise SessionDisconnected() from None
-    except RecipientError as exc:
-        raise ValidationError.at("$", exc.reason) from None
-    except TransportError as exc:
-        raise WhatsAppError(exc.reason) from None
     except trio.TooSlowError:
         raise WhatsAppError("WhatsApp did not answer within 30 s") from None
 
 
+_LIVE_ERRORS = [Unauthorized, SessionNotConnected, WhatsAppError]
+
+
 def register(api: Api) -> None:
-    one = [Unauthorized, SessionDisconnected, WhatsAppError]
+    _register_contacts(api)
+    _register_groups(api)
+
+
+def _register_contacts(api: Api) -> None:
+    one = _LIVE_ERRORS
 
     @api.route("GET", "/contacts", summary="List contacts", tag="Contacts", auth=Auth.SESSION,
                answer=ContactList, query=PAGE_PARAMS, errors=[Unauthorized, ValidationError])
@@ -183,22 +151,19 @@ def register(api: Api) -> None:
                answer=Contact, errors=[Unauthorized, ValidationError])
     async def upsert_contact(ctx: Ctx) -> Contact:
         """Create or update a contact, keyed by its phone number."""
-        try:
-            phone = normalize_phone(ctx.body.phone_number)
-        except InvalidPhoneNumber as exc:
-            raise ValidationError.at("$.phoneNumber", str(exc)) from None
+        phone = phone_at(ctx.body.phone_number, "$.phoneNumber")
         at = now_ms()
         stored = await ctx.gateway.store.upsert_contact(ContactRecord(
             session_id=ctx.session.session_id, phone_number=phone, name=ctx.body.name, created_at=at, updated_at=at))
         return contact_out(stored)
 
     @api.route("GET", "/contacts/<phone>", summary="Get contact", tag="Contacts", auth=Auth.SESSION, answer=Contact,
-               errors=[Unauthorized, ValidationError, ResourceNotFound])
+               errors=[Unauthorized, ValidationError, NotFound])
     async def get_contact(ctx: Ctx, phone: str) -> Contact:
         """One contact by phone number (any accepted phone format)."""
         found = await ctx.gateway.store.get_contact(ctx.session.session_id, _phone_param(phone))
         if found is None:
-            raise ResourceNotFound("No contact with that phone number in this session")
+            raise NotFound("No contact with that phone number in this session")
         return contact_out(found)
 
     @api.route("GET", "/on-whatsapp/<phone>", summary="Check if number is on WhatsApp", tag="Contacts",
@@ -208,51 +173,56 @@ def register(api: Api) -> None:
         GATEWAY_ON_WHATSAPP_TTL seconds."""
         number = _phone_param(phone)
         sid = ctx.session.session_id
-        cache: OnWhatsAppCache = ctx.gateway.on_whatsapp_cache
-        cached = cache.get(sid, number)
+        cache = ctx.gateway.on_whatsapp_cache
+        cached = cache.get((sid, number))
         if cached is None:
-            transport = ctx.gateway.live.require_connected(sid)
+            transport = ctx.gateway.control.require_connected(sid)
             answers = await _whatsapp(transport.is_on_whatsapp([number]))
             cached = answers[0] if answers else OnWhatsApp(phone_number=number, exists=False)
-            cache.put(sid, number, cached)
+            cache.put((sid, number), cached)
             hit = False
         else:
             hit = True
         return OnWhatsAppAnswer(phone_number=number, on_whatsapp=cached.exists, jid=cached.jid,
                                 verified_name=cached.verified_name, cached=hit)
 
+
+
+def _register_groups(api: Api) -> None:
+    one = _LIVE_ERRORS
+
     @api.route("GET", "/groups", summary="List groups", tag="Groups", auth=Auth.SESSION, answer=GroupList,
                errors=one, live=Live.OWNER)
     async def list_groups(ctx: Ctx) -> GroupList:
         """Groups the session's account belongs to."""
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         return GroupList(data=[group_out(g) for g in await _whatsapp(transport.list_groups())])
 
     @api.route("POST", "/groups", summary="Create group", tag="Groups", auth=Auth.SESSION, body=CreateGroup,
                status=201, answer=Group, errors=[*one, ValidationError], live=Live.OWNER)
     async def create_group(ctx: Ctx) -> Group:
         """Create a group with the given participants (phone numbers or JIDs)."""
-        members = [recipient_jid(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        members = [recipient_at(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         return group_out(await _whatsapp(transport.create_group(ctx.body.name, list(dict.fromkeys(members)))))
 
     @api.route("GET", "/groups/<jid>", summary="Get group metadata", tag="Groups", auth=Auth.SESSION,
                answer=Group, errors=[*one, ValidationError], live=Live.OWNER)
     async def get_group(ctx: Ctx, jid: str) -> Group:
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         return group_out(await _whatsapp(transport.group_info(_group_param(jid))))
 
     @api.route("GET", "/groups/<jid>/participants", summary="List participants", tag="Groups",
                auth=Auth.SESSION, answer=ParticipantList, errors=[*one, ValidationError], live=Live.OWNER)
     async def group_participants(ctx: Ctx, jid: str) -> ParticipantList:
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         info = await _whatsapp(transport.group_info(_group_param(jid)))
         return ParticipantList(data=[participant_out(p) for p in info.participants])
 
     async def change(ctx: Ctx, jid: str, action: str) -> ParticipantResults:
         group = _group_param(jid)
-        members = [recipient_jid(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        members = [recipient_at(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         results = await _whatsapp(transport.update_participants(group, list(dict.fromkeys(members)), action))
         return ParticipantResults(results=[ParticipantResultOut(jid=r.jid, ok=r.ok, error=r.error) for r in results])
 
@@ -274,6 +244,6 @@ def register(api: Api) -> None:
                errors=[*one, ValidationError], live=Live.OWNER)
     async def leave_group(ctx: Ctx, jid: str) -> Left:
         group = _group_param(jid)
-        transport = ctx.gateway.live.require_connected(ctx.session.session_id)
+        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         await _whatsapp(transport.leave_group(group))
         return Left(jid=group, left=True)

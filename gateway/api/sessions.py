@@ -5,16 +5,14 @@ from __future__ import annotations
 from quart import Response
 
 from .._auth import AccountPrincipal
-from .._live import QrNotAvailable
-from .._phone import InvalidPhoneNumber, normalize_phone
-from ..errors import Conflict, PayloadTooLarge, ServiceUnavailable, SessionNotFound, Unauthorized, ValidationError
+from .._phone import phone_at
+from ..errors import Conflict, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
+from ._errors import PayloadTooLarge
 from ..store import SessionRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live, Param
-from ._schemas import (
-    CreateSession, PairingCodeAnswer, PairingCodeRequest, QrCode, Session, SessionConnecting, SessionList,
-    SessionWithKey, UpdateSession,
-)
+from .._requests import CreateSession, PairingCodeRequest, UpdateSession
+from ._schemas import PairingCodeAnswer, QrCode, Session, SessionConnecting, SessionList, SessionWithKey
 
 TAG = "Sessions"
 _COMMON = [Unauthorized]
@@ -34,6 +32,11 @@ def session_with_key(r: SessionRecord, api_key: str) -> SessionWithKey:
 
 
 def register(api: Api) -> None:
+    _register_records(api)
+    _register_connection(api)
+
+
+def _register_records(api: Api) -> None:
     @api.route("GET", "/whatsapp-sessions", summary="List sessions", tag=TAG, auth=Auth.PAT,
                answer=SessionList, query=PAGE_PARAMS, errors=[Unauthorized, ValidationError])
     async def list_sessions(ctx: Ctx) -> SessionList:
@@ -77,22 +80,27 @@ def register(api: Api) -> None:
         record, key = await ctx.gateway.sessions.rotate_key(ctx.account, session_id)
         return session_with_key(record, key)
 
+
+
+def _register_connection(api: Api) -> None:
+    """Connect, disconnect, QR and pairing code: the routes that need the live session."""
+
     @api.route("POST", "/whatsapp-sessions/<session_id>/connect", summary="Start connection", tag=TAG,
-               auth=Auth.EITHER, answer=SessionConnecting, errors=[*_ONE, ServiceUnavailable], live=Live.TAKE)
+               auth=Auth.EITHER, answer=SessionConnecting, errors=[*_ONE, TryAgainLater], live=Live.TAKE)
     async def connect(ctx: Ctx, session_id: str) -> SessionConnecting:
         """Start connecting. The answer has status CONNECTING and, once known, the QR code to scan.
         A session that is already CONNECTED answers as it is. The session reconnects by itself after
         drops and gateway restarts until it is disconnected."""
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
-        record, qr = await ctx.gateway.live.connect(record)
+        record, qr = await ctx.gateway.control.connect(record)
         return SessionConnecting(**_fields(session_out(record)), qr=qr)
 
     @api.route("POST", "/whatsapp-sessions/<session_id>/disconnect", summary="Disconnect", tag=TAG,
-               auth=Auth.EITHER, answer=Session, errors=[*_ONE, ServiceUnavailable], live=Live.OWNER)
+               auth=Auth.EITHER, answer=Session, errors=[*_ONE, TryAgainLater], live=Live.OWNER)
     async def disconnect(ctx: Ctx, session_id: str) -> Session:
         """Disconnect gracefully. The pairing is kept: connect again without a new QR scan."""
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
-        return session_out(await ctx.gateway.live.disconnect(record))
+        return session_out(await ctx.gateway.control.disconnect(record))
 
     @api.route("GET", "/whatsapp-sessions/<session_id>/qrcode", summary="Get QR code (when CONNECTING)",
                tag=TAG, auth=Auth.EITHER, answer=QrCode, errors=[*_ONE, QrNotAvailable, ValidationError],
@@ -110,23 +118,20 @@ def register(api: Api) -> None:
         scale = ctx.query.get("scale", "8")
         if not scale.isdigit() or not 1 <= int(scale) <= 40:
             raise ValidationError.at("query.scale", "must be an integer from 1 to 40")
-        code = ctx.gateway.live.qr(record)
+        code = ctx.gateway.control.qr(record)
         if fmt == "json":
             return QrCode(qr=code, status=record.status.value)
         return render_qr(code, fmt, int(scale))
 
     @api.route("POST", "/whatsapp-sessions/<session_id>/pairing-code", summary="Get a pairing code",
                tag=TAG, auth=Auth.EITHER, body=PairingCodeRequest, answer=PairingCodeAnswer,
-               errors=[*_ONE, Conflict, ValidationError, ServiceUnavailable], live=Live.OWNER)
+               errors=[*_ONE, Conflict, ValidationError, TryAgainLater], live=Live.OWNER)
     async def pairing_code(ctx: Ctx, session_id: str) -> PairingCodeAnswer:
         """Link by phone number instead of a QR scan: call connect, then this, and enter the code
         in WhatsApp on that phone."""
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
-        try:
-            phone = normalize_phone(ctx.body.phone_number)
-        except InvalidPhoneNumber as exc:
-            raise ValidationError.at("$.phoneNumber", str(exc)) from None
-        return PairingCodeAnswer(code=await ctx.gateway.live.pairing_code(record, phone))
+        phone = phone_at(ctx.body.phone_number, "$.phoneNumber")
+        return PairingCodeAnswer(code=await ctx.gateway.control.pairing_code(record, phone))
 
 
 def _is_account(ctx: Ctx) -> bool:

@@ -12,7 +12,7 @@ from quart import Quart, websocket
 from .._auth import SessionPrincipal
 from .._events import make_event
 from .._security import new_webhook_secret
-from ..errors import ApiError, Conflict, ResourceNotFound, SessionNotFound, Unauthorized, ValidationError
+from ..errors import Conflict, GatewayError, NotFound, SessionNotFound, Unauthorized, ValidationError
 from .._clock import now_ms
 from ..store import iso_ms
 from ..webhooks import Delivery, DeliveryStatus
@@ -91,14 +91,14 @@ def register(api: Api) -> None:
         return DeliveryList(data=[delivery_out(d) for d in rows], next_cursor=next_cursor([d.id for d in rows], limit))
 
     @api.route("GET", "/webhooks/deliveries/<delivery_id>", summary="Get a webhook delivery", tag=TAG,
-               auth=Auth.SESSION, answer=DeliveryOut, errors=[Unauthorized, ResourceNotFound])
+               auth=Auth.SESSION, answer=DeliveryOut, errors=[Unauthorized, NotFound])
     async def get_delivery(ctx: Ctx, delivery_id: str) -> DeliveryOut:
         """One delivery with every attempt (time, HTTP status, error)."""
         d = await _own_delivery(ctx, delivery_id)
         return delivery_out(d, await ctx.gateway.store.list_attempts(d.id))
 
     @api.route("POST", "/webhooks/deliveries/<delivery_id>/redeliver", summary="Redeliver a webhook", tag=TAG,
-               auth=Auth.SESSION, status=202, answer=DeliveryOut, errors=[Unauthorized, ResourceNotFound, Conflict])
+               auth=Auth.SESSION, status=202, answer=DeliveryOut, errors=[Unauthorized, NotFound, Conflict])
     async def redeliver(ctx: Ctx, delivery_id: str) -> DeliveryOut:
         """Send a delivered or dead-lettered delivery again, now, with the same `webhook-id` and body
         and a fresh retry budget."""
@@ -116,7 +116,7 @@ def register(api: Api) -> None:
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
         if not record.webhook_url or not record.webhook_enabled:
             raise Conflict("The session has no enabled webhookUrl; set one with PUT /whatsapp-sessions/:id")
-        written = await ctx.gateway.sink.record([make_event("webhook.test", record.id, {"test": True})])
+        written = await ctx.gateway.recorder.record([make_event("webhook.test", record.id, {"test": True})])
         if not written:
             raise Conflict("The webhook settings changed meanwhile; nothing was queued")
         return TestQueued(delivery_id=written[0].id, event="webhook.test")
@@ -137,7 +137,7 @@ def register(api: Api) -> None:
 async def _own_delivery(ctx: Ctx, delivery_id: str) -> Delivery:
     d = await ctx.gateway.store.get_delivery(delivery_id)
     if d is None or d.session_id != ctx.session.session_id:
-        raise ResourceNotFound("No webhook delivery with that id in this session")
+        raise NotFound("No webhook delivery with that id in this session")
     return d
 
 
@@ -156,7 +156,7 @@ def install_stream(app: Quart, get_gateway) -> None:
         credential = header[7:].strip() if header.lower().startswith("bearer ") else websocket.args.get("apiKey", "")
         try:
             principal = await gateway.auth.authenticate(credential)
-        except ApiError:
+        except GatewayError:
             principal = None
         await websocket.accept()
         if not isinstance(principal, SessionPrincipal):

@@ -48,16 +48,8 @@ _STORE_RETRY_MAX: Final = 5.0
 _LEAVE_ROUND_WAIT: Final = 3.0  # leave() waits this long for a round in flight
 
 
-class NotOwner(Exception):
-    """Raised when this node may not act for a session: it does not hold (or no longer holds) its lease."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"this node does not own session {session_id}")
-        self.session_id = session_id
-
-
 class LeaseHost(Protocol):
-    """What the keeper drives: the node's sessions (the gateway's LiveSessions)."""
+    """What the keeper drives: the node's sessions (`gateway.cluster.NodeSessions`)."""
 
     async def resume(self, session_id: str) -> bool:
         """Start the session's actor here as its new owner; False if it should not run (release it)."""
@@ -99,7 +91,7 @@ class KeeperStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LeaseKeeper:
-    def __init__(self, store: Store, host: LeaseHost, *, node_id: str, ttl: float = DEFAULT_TTL,
+    def __init__(self, store: Store, *, node_id: str, ttl: float = DEFAULT_TTL,
                  interval: float | None = None, margin: float | None = None,
                  on_released: Callable[[], None] | None = None,
                  on_round: Callable[[], None] | None = None) -> None:
@@ -113,7 +105,7 @@ class LeaseKeeper:
         if self.interval * 2 >= ttl - self.margin:
             raise ValueError("the lease must survive at least two missed heartbeats")
         self._store = store
-        self._host = host
+        self._host: LeaseHost | None = None  # given to `run`: the sessions it drives are built after the keeper
         self._on_released = on_released or (lambda: None)
         self.on_round = on_round or (lambda: None)  # after each successful round (the relay re-announces)
         self._leases: dict[str, _Lease] = {}
@@ -136,12 +128,10 @@ class LeaseKeeper:
             return None
         return Fence(self.node_id, lease.epoch)
 
-    def require(self, session_id: str) -> Fence:
-        """`fence`, or NotOwner."""
+    def write_fence(self, session_id: str) -> tuple[bool, Fence | None]:
+        """`Ownership`: (may this node write as the session's owner, under which fence)."""
         fence = self.fence(session_id)
-        if fence is None:
-            raise NotOwner(session_id)
-        return fence
+        return fence is not None, fence
 
     def holds(self, session_id: str) -> bool:
         return self.fence(session_id) is not None
@@ -178,6 +168,29 @@ class LeaseKeeper:
         self._counts["acquired"] += 1
         return Fence(self.node_id, got[session_id])
 
+    async def take(self, session_id: str) -> bool:
+        """`Ownership`: hold the session's lease to run it here (connect). What its last owner left
+        mid-send is queued again. False when another node holds it."""
+        if self.holds(session_id):
+            return True
+        if await self.acquire(session_id) is None:
+            return False
+        await self._store.requeue_interrupted([session_id], now_ms(), node_id=self.node_id)
+        return True
+
+    @property
+    def _sessions(self) -> LeaseHost:
+        assert self._host is not None, "rounds run only under run()"
+        return self._host
+
+    def nudge_held(self, session_ids: list[str]) -> None:
+        """Due messages were announced for these sessions: wake the senders of those held here."""
+        if self._host is None:
+            return
+        for sid in session_ids:
+            if self.holds(sid):
+                self._host.nudge(sid)
+
     async def release(self, session_id: str) -> None:
         """Give one lease back (the actor is already stopped)."""
         if self._leases.pop(session_id, None) is not None:
@@ -187,8 +200,10 @@ class LeaseKeeper:
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def run(self, *, address: str, token: str, host: str, pid: int,
+    async def run(self, sessions: LeaseHost, *, address: str, token: str, host: str, pid: int,
                   task_status: trio.TaskStatus[LeaseKeeper] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join, then keep this node's share of the sessions running on `sessions` until cancelled."""
+        self._host = sessions
         await self._store.register_node(self.node_id, address=address, token=token, host=host, pid=pid, ttl=self.ttl)
         log.info("joined the cluster", extra={"fields": {"node": self.node_id, "address": address,
                                                           "lease_ttl": self.ttl}})
@@ -256,7 +271,7 @@ class LeaseKeeper:
         # Held in the database but not here (dropped by the watchdog while the database was away):
         # give them back rather than keep sessions nobody runs.
         stale = [sid for sid in in_db if sid not in self._leases]
-        unwanted = [sid for sid in known if not in_db[sid].wanted and self._host.idle(sid)]
+        unwanted = [sid for sid in known if not in_db[sid].wanted and self._sessions.idle(sid)]
         if unwanted:
             await self._stop_all(unwanted)
             for sid in unwanted:
@@ -289,7 +304,7 @@ class LeaseKeeper:
         elif len(wanted_here) > fair:
             # A few per round: handing over is a reconnect for each session, so spread it out.
             excess = len(wanted_here) - fair
-            give = [sid for sid in sorted(wanted_here) if self._host.movable(sid)][:max(1, excess // 2)]
+            give = [sid for sid in sorted(wanted_here) if self._sessions.movable(sid)][:max(1, excess // 2)]
             if give:
                 await self._stop_all(give)
                 for sid in give:
@@ -308,7 +323,7 @@ class LeaseKeeper:
         async def resume(sid: str) -> None:
             async with limiter:
                 try:
-                    ok = await self._host.resume(sid)
+                    ok = await self._sessions.resume(sid)
                 except Exception:
                     log.exception("could not resume session", extra={"fields": {"session": sid}})
                     ok = False
@@ -327,7 +342,7 @@ class LeaseKeeper:
     async def _stop_all(self, session_ids: list[str]) -> None:
         async def stop(sid: str) -> None:
             try:
-                await self._host.stop(sid)
+                await self._sessions.stop(sid)
             except Exception:
                 log.exception("could not stop session", extra={"fields": {"session": sid}})
 
@@ -339,7 +354,7 @@ class LeaseKeeper:
         if self._leases:
             for sid in await self._store.sessions_with_due_messages(list(self._leases), now_ms()):
                 if sid in self._leases:
-                    self._host.nudge(sid)
+                    self._sessions.nudge(sid)
 
     def _hold(self, session_id: str, epoch: int, asked_at: float) -> None:
         self._leases[session_id] = _Lease(epoch, asked_at + self.ttl - self.margin, asked_at)

@@ -6,9 +6,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import httpx
@@ -17,7 +16,7 @@ import trio
 
 from ratelimit import PostgresLimiter
 
-from .._events import EventSink
+from .._events import EventBus
 from ..store import Store
 from ._keeper import KeeperStatistics, LeaseHost, LeaseKeeper
 from ._notify import Notifier
@@ -46,12 +45,43 @@ class ClusterStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass
 class Cluster:
+    """This node's cluster parts, built complete by `create` and run by `run` (in the gateway's nursery)."""
+
     node_id: str
     address: str
+    token: str
     keeper: LeaseKeeper
     router: Router
     notifier: Notifier
     relay: EventRelay
+    limiter: PostgresLimiter | None = None
+
+    @classmethod
+    def create(cls, url: str, store: Store, bus: EventBus, http: httpx.AsyncClient, *, address: str, ttl: float,
+               limiter: PostgresLimiter | None = None) -> Cluster:
+        """`address` is the base URL other nodes reach this one at ('' when it cannot be reached:
+        routed requests to it then fail with 503); `http` is the client for those routed requests."""
+        node_id = new_node_id()
+        token = secrets.token_urlsafe(24)
+        # The keeper and the notifier tell each other about released sessions.
+        notifier = Notifier(url, store, node_id=node_id, on_queue=lambda sids: keeper.nudge_held(sids),
+                            on_released=lambda: keeper.poke())
+        keeper = LeaseKeeper(store, node_id=node_id, ttl=ttl, on_released=notifier.released_nowait)
+        relay = EventRelay(node_id, notifier, bus, interval=keeper.interval)
+        keeper.on_round = relay.announce_all
+        return cls(node_id=node_id, address=address, token=token, keeper=keeper,
+                   router=Router(store, keeper, http, token=token), notifier=notifier, relay=relay, limiter=limiter)
+
+    async def run(self, sessions: LeaseHost, *, task_status: trio.TaskStatus[Cluster] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Be a node until cancelled: nudges, leases (driving `sessions`), and the rate-bucket sweep."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.notifier.run)
+            await nursery.start(partial(self.keeper.run, sessions, address=self.address, token=self.token,
+                                        host=socket.gethostname(), pid=os.getpid()))
+            if self.limiter is not None:
+                nursery.start_soon(_sweep_forever, self.limiter)
+            task_status.started(self)
 
     async def leave(self) -> None:
         """Graceful exit, once the actors are stopped: release every lease and tell the others now."""
@@ -65,40 +95,10 @@ class Cluster:
                                  events_relayed=self.relay.relayed, events_received=self.relay.received)
 
 
-@asynccontextmanager
-async def open_cluster(url: str, store: Store, host: LeaseHost, sink: EventSink, *, address: str, ttl: float,
-                       limiter: PostgresLimiter | None = None) -> AsyncIterator[Cluster]:
-    """Join the cluster for the duration of the block; leaving is the caller's `cluster.leave()`.
-
-    `host` runs the sessions (the gateway's LiveSessions); `sink` is where its
-    events are published (they are relayed to other nodes' stream subscribers);
-    `address` is the base URL other nodes reach this one at ('' when it cannot
-    be reached: routed requests to it then fail with 503).
-    """
-    node_id = new_node_id()
-    token = secrets.token_urlsafe(24)
-
-    def nudge_held(session_ids: list[str]) -> None:
-        for sid in session_ids:
-            if keeper.holds(sid):
-                host.nudge(sid)
-
-    notifier = Notifier(url, store, node_id=node_id, on_queue=nudge_held, on_released=lambda: keeper.poke())
-    keeper = LeaseKeeper(store, host, node_id=node_id, ttl=ttl, on_released=notifier.released_nowait)
-    relay = EventRelay(node_id, notifier, sink.bus, interval=keeper.interval)
-    keeper.on_round = relay.announce_all
-    sink.relay = relay.relay_nowait
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=32)
-    async with httpx.AsyncClient(limits=limits, timeout=PROXY_TIMEOUT, follow_redirects=False,
-                                 trust_env=False) as http, trio.open_nursery() as nursery:
-        await nursery.start(notifier.run)
-        await nursery.start(lambda task_status: keeper.run(address=address, token=token, host=socket.gethostname(),
-                                                           pid=os.getpid(), task_status=task_status))
-        if limiter is not None:
-            nursery.start_soon(_sweep_forever, limiter)
-        yield Cluster(node_id=node_id, address=address, keeper=keeper,
-                      router=Router(store, keeper, http, token=token), notifier=notifier, relay=relay)
-        nursery.cancel_scope.cancel()
+def proxy_client() -> httpx.AsyncClient:
+    """The HTTP client a node routes requests to other nodes with (the caller closes it)."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
+                             timeout=PROXY_TIMEOUT, follow_redirects=False, trust_env=False)
 
 
 async def _sweep_forever(limiter: PostgresLimiter) -> None:

@@ -37,7 +37,7 @@ from typing import Final
 import httpx
 from quart import Response, request
 
-from ..errors import ServiceUnavailable
+from ..errors import TryAgainLater
 from actors import SessionState
 
 from ..store import LeaseOwner, Store
@@ -64,7 +64,7 @@ class Router:
         self._http = http
         self._token = token
         self._timeout = timeout
-        self._retry_after = str(max(1, math.ceil(keeper.interval)))
+        self._retry_after = max(1, math.ceil(keeper.interval))
         self.proxied = 0
         self.proxy_failures = 0
 
@@ -88,8 +88,8 @@ class Router:
             raise self._unavailable("The session is changing owner; retry shortly")
         return await self._proxy(owner, body)
 
-    def _unavailable(self, message: str) -> ServiceUnavailable:
-        return ServiceUnavailable(message, headers={"Retry-After": self._retry_after})
+    def _unavailable(self, message: str) -> TryAgainLater:
+        return TryAgainLater(message, retry_after=self._retry_after)
 
     async def _proxy(self, owner: LeaseOwner, body: bytes) -> Response:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]

@@ -1,0 +1,175 @@
+"""What callers ask for: every request body of the public API, as msgspec types.
+
+Requests inherit `Request`: unknown fields are refused, so a typo is a 422
+rather than a silently ignored setting. Limits live in the types, and the
+OpenAPI document is generated from them. The services take these types
+directly; the answers are the HTTP edge's (`gateway/api/`).
+
+The send-message payload: twelve types, one shape. A message has `to` and
+exactly one content key: `text`, `image`, `video`, `audio`, `document`,
+`sticker`, `location`, `contact` or `poll`. The other three seed types are
+modifiers on content: `replyTo` (quoted), `viewOnce` and `mentions`. The type
+is detected from which content key is present. Limits follow WhatsApp's: text
+4096 characters, captions 1024, polls 2 to 12 distinct options of at most 100
+characters, media sizes per type (enforced after decoding or fetching, in
+`gateway/_media.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from .events import EVENT_TYPES
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """Base of every request body."""
+
+
+
+SessionName = Annotated[str, Meta(min_length=1, max_length=100, description="A label for people.")]
+PhoneNumber = Annotated[str, Meta(
+    min_length=7, max_length=32,
+    description="7 to 15 digits with an optional leading +; spaces, dashes, dots and parentheses are ignored.",
+    examples=["+1234567890"])]
+WebhookUrl = Annotated[str, Meta(max_length=2048, description="http(s) URL that receives events.",
+                                 examples=["https://example.com/hooks/whatsapp"])]
+EventName = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+WebhookEvents = Annotated[list[EventName], Meta(
+    max_length=len(EVENT_TYPES),
+    description="Events to deliver. Empty means every event.")]
+SendLimit = Annotated[str, Meta(max_length=32, examples=["20/minute"], description=(
+    "This session's own send rate, COUNT/PERIOD (PERIOD second, minute or hour); null uses "
+    "GATEWAY_LIMIT_SEND. Settable with the personal access token only."))]
+
+
+class CreateSession(Request):
+    name: SessionName
+    phone_number: PhoneNumber | None = None
+    webhook_url: WebhookUrl | None = None
+    webhook_events: WebhookEvents = []
+    webhook_enabled: bool = True
+    send_limit: SendLimit | None = None
+
+
+class UpdateSession(Request):
+    """Fields left out stay as they are; `null` clears an optional field."""
+
+    name: SessionName | UnsetType = UNSET
+    phone_number: PhoneNumber | None | UnsetType = UNSET
+    webhook_url: WebhookUrl | None | UnsetType = UNSET
+    webhook_events: WebhookEvents | UnsetType = UNSET
+    webhook_enabled: bool | UnsetType = UNSET
+    send_limit: SendLimit | None | UnsetType = UNSET
+
+
+class PairingCodeRequest(Request):
+    phone_number: PhoneNumber
+
+
+
+MAX_TEXT: Final = 4096
+MAX_CAPTION: Final = 1024
+MAX_POLL_OPTIONS: Final = 12
+MAX_MENTIONS: Final = 256
+MAX_BATCH: Final = 100
+
+Recipient = Annotated[str, Meta(
+    min_length=7, max_length=64,
+    description="A phone number (7 to 15 digits, optional leading +, spaces, dashes, dots and parentheses "
+                "ignored), a user JID (`15551234567@s.whatsapp.net`) or a group JID (`...@g.us`).",
+    examples=["1234567890", "+1234567890", "120363041234567890@g.us"])]
+HttpUrl = Annotated[str, Meta(max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+                              description="http(s) URL the gateway downloads the media from.")]
+Base64 = Annotated[str, Meta(description="The media itself, base64-encoded (standard alphabet). "
+                                         "Use either `url` or `data`.")]
+Caption = Annotated[str, Meta(max_length=MAX_CAPTION)]
+MimeType = Annotated[str, Meta(max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")]
+
+
+class Media(Request):
+    url: HttpUrl | None = None
+    data: Base64 | None = None
+    mimetype: MimeType | None = None
+
+
+class Image(Media):
+    caption: Caption | None = None
+
+
+class Video(Media):
+    caption: Caption | None = None
+
+
+class Audio(Media):
+    ptt: Annotated[bool, Meta(description="Send as a voice note.")] = False
+
+
+class Document(Media):
+    filename: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    caption: Caption | None = None
+
+
+class Sticker(Media):
+    pass
+
+
+class Location(Request):
+    latitude: Annotated[float, Meta(ge=-90, le=90)]
+    longitude: Annotated[float, Meta(ge=-180, le=180)]
+    name: Annotated[str, Meta(max_length=1000)] | None = None
+    address: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class Contact(Request):
+    full_name: Annotated[str, Meta(min_length=1, max_length=256)]
+    phone_number: PhoneNumber
+
+
+class Poll(Request):
+    question: Annotated[str, Meta(min_length=1, max_length=255)]
+    options: Annotated[list[Annotated[str, Meta(min_length=1, max_length=100)]],
+                       Meta(min_length=2, max_length=MAX_POLL_OPTIONS)]
+    selectable_count: Annotated[int, Meta(ge=1, le=MAX_POLL_OPTIONS,
+                                          description="How many options a voter may pick (1 = single choice).")] = 1
+
+
+CONTENT_KEYS: Final = ("text", "image", "video", "audio", "document", "sticker", "location", "contact", "poll")
+MessageType = Literal["text", "image", "video", "audio", "document", "sticker", "location", "contact", "poll"]
+
+
+class SendMessage(Request):
+    """One message. Exactly one content key; `replyTo`, `viewOnce` and `mentions` modify it."""
+
+    to: Recipient
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)] | None = None
+    image: Image | None = None
+    video: Video | None = None
+    audio: Audio | None = None
+    document: Document | None = None
+    sticker: Sticker | None = None
+    location: Location | None = None
+    contact: Contact | None = None
+    poll: Poll | None = None
+    reply_to: Annotated[str, Meta(min_length=1, max_length=128, description=(
+        "Quote a message: a `messageId` this API returned, or a WhatsApp message id of a message in "
+        "the same chat (e.g. from a message.received webhook)."))] | None = None
+    view_once: Annotated[bool, Meta(description="View-once media (image, video or audio).")] = False
+    mentions: Annotated[list[Recipient], Meta(max_length=MAX_MENTIONS, description=(
+        "People to @mention (phone numbers or JIDs); put @<digits> in the text where they appear."))] = []
+    send_at: Annotated[str, Meta(description=(
+        "Schedule: an ISO 8601 time with a timezone (e.g. 2026-12-01T09:00:00Z), at most 30 days ahead. "
+        "Omit to send now."))] | None = None
+
+
+class SendMessages(Request):
+    messages: Annotated[list[SendMessage], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class SendMessagesRaw(Request):
+    """How a batch is decoded: items one by one, so one bad item does not sink the rest."""
+
+    messages: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH)]
