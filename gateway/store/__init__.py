@@ -13,11 +13,11 @@ from ._records import (
 async def open_store(url: str) -> Store:
     """Open the store a `GATEWAY_DATABASE_URL` names. The caller closes it."""
     if url.startswith("sqlite:///"):
-        from ._sqlite import SqliteStore
+        from .sqlite import SqliteStore
 
         return await SqliteStore.open(url)
     if url.startswith(("postgresql://", "postgres://")):
-        from ._postgres import PostgresStore
+        from .postgres import PostgresStore
 
         return await PostgresStore.open(url)
     raise StoreError(f"unsupported database URL {url!r}")

@@ -1,7 +1,7 @@
 """The embedded SQLite store.
 
 One connection in WAL mode, used from worker threads one batch of calls at a
-time (group commit, `_sqlite_batch`), so the trio loop never blocks on disk and
+time (group commit, `_batch`), so the trio loop never blocks on disk and
 SQLite never sees two writers. Calls are not cancellable once started: a write
 either happens whole or not at all.
 """
@@ -18,16 +18,16 @@ import trio
 
 from actors import SessionState
 
-from ._records import (
+from .._records import (
     SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, IdempotencyRecord, MessageRecord, MessageStatus,
     SessionRecord, SessionState, StatusEntry, User,
 )
-from .._clock import now_ms
-from ._base import EventsOf, StoreConflict
-from ._sqlite_batch import GroupCommit
-from ._sqlite_cluster import SqliteCluster, fence_holds
-from ._sqlite_outbox import SqliteOutbox, write_events
-from ._sqlite_schema import MIGRATIONS
+from ..._clock import now_ms
+from .._base import EventsOf, StoreConflict
+from ._batch import GroupCommit
+from ._cluster import SqliteCluster, fence_holds
+from ._outbox import SqliteOutbox, write_events
+from ._schema import MIGRATIONS
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
         return await self._calls.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A write: atomic on its own, durable when this returns (group commit, see `_sqlite_batch`)."""
+        """A write: atomic on its own, durable when this returns (group commit, see `_batch`)."""
         self._check_open()
         try:
             return await self._calls.write(fn)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Final
 
-from ._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
-from .._clock import now_ms
+from .._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
+from ..._clock import now_ms
 
 FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = ? "
                     "AND f.epoch = ? AND f.expires_at > ?)")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._postgres_base import Conn, PostgresBase
-from ._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
+from ._base import Conn, PostgresBase
+from .._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
 
 # `{sid}` is the SQL expression for the session id of the row being written.
 FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = %s "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._postgres_base import PostgresBase
-from ._records import ContactRecord
+from ._base import PostgresBase
+from .._records import ContactRecord
 
 _COLUMNS: Final = "session_id, phone_number, name, created_at, updated_at"
 

@@ -1,6 +1,6 @@
 """Versioned PostgreSQL migrations. Append only: never edit a released version.
 
-Versions and names match `_sqlite_schema.MIGRATIONS` one for one (a test checks
+Versions and names match `sqlite._schema.MIGRATIONS` one for one (a test checks
 it), so "schema version N" means the same tables on either database.
 
 Each script runs whole in one transaction (PostgreSQL DDL is transactional), so

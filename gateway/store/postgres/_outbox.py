@@ -13,12 +13,12 @@ from typing import Final
 
 import msgspec
 
-from .._events import GatewayEvent
-from ..webhooks._store import AttemptRecord, Delivery, DeliveryStatus
-from ._outbox_rules import (
+from ..._events import GatewayEvent
+from ...webhooks._store import AttemptRecord, Delivery, DeliveryStatus
+from .._outbox_rules import (
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, apply_attempt, attempt, deliveries_for, delivery, delivery_row, pick_with_room,
 )
-from ._postgres_base import Conn, PostgresBase
+from ._base import Conn, PostgresBase
 
 _SCAN_FACTOR: Final = 4
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .._events import GatewayEvent
-from ..webhooks._store import AttemptRecord, Delivery, DeliveryStatus
-from ._outbox_rules import (
+from ..._events import GatewayEvent
+from ...webhooks._store import AttemptRecord, Delivery, DeliveryStatus
+from .._outbox_rules import (
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, apply_attempt, attempt, deliveries_for, delivery, delivery_row, pick_with_room,
 )
 

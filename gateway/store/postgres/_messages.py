@@ -16,11 +16,11 @@ from typing import Any, Final
 
 from psycopg.types.json import Jsonb
 
-from ._base import EventsOf
-from ._postgres_base import Conn, PostgresBase
-from ._postgres_cluster import fence_clause
-from ._postgres_outbox import write_events
-from ._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
+from .._base import EventsOf
+from ._base import Conn, PostgresBase
+from ._cluster import fence_clause
+from ._outbox import write_events
+from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
 
 _MESSAGE_COLUMNS: Final = (
     "id, session_id, user_id, to_jid, type, modifiers, payload, status, status_reason, wa_id, "

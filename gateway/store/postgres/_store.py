@@ -1,17 +1,17 @@
 """The PostgreSQL store: the engine of cluster mode.
 
 The driver is split by concern, each part a `PostgresBase` subclass:
-- `_postgres_base`: the pool, the thread gate sized to it, and the helpers
+- `_base`: the pool, the thread gate sized to it, and the helpers
   (`_run`, `_tx`, `_execute`, `_scalar`, `_one`, `_all`); its docstring says why
   it is built that way;
-- `_postgres_messages`: the outbound message queue and idempotency keys;
-- `_postgres_cluster`: cluster mode's node registry and session leases;
+- `_messages`: the outbound message queue and idempotency keys;
+- `_cluster`: cluster mode's node registry and session leases;
 - this module: migrations, users, tokens and sessions, and `PostgresStore`,
   which mixes the parts together.
 
-Adding a table: append a migration to `_postgres_schema.MIGRATIONS` (same
+Adding a table: append a migration to `_schema.MIGRATIONS` (same
 version and name as the SQLite one), write its methods in a new
-`_postgres_<domain>.py` subclass of `PostgresBase`, and add that class to
+`_<domain>.py` subclass of `PostgresBase`, and add that class to
 `PostgresStore`'s bases.
 """
 
@@ -24,15 +24,15 @@ from psycopg.types.json import Jsonb
 
 from actors import SessionState
 
-from ._base import EventsOf
-from ._postgres_base import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DEFAULT_OPEN_TIMEOUT, Conn, PoolStatistics
-from ._postgres_cluster import PostgresCluster, fence_clause
-from ._postgres_contacts import PostgresContacts
-from ._postgres_messages import PostgresMessages
-from ._postgres_outbox import PostgresOutbox, write_events
-from ._postgres_schema import MIGRATIONS
-from ._records import SESSION_MUTABLE_FIELDS, ApiToken, Fence, SessionRecord, User
-from .._clock import now_ms
+from .._base import EventsOf
+from ._base import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DEFAULT_OPEN_TIMEOUT, Conn, PoolStatistics
+from ._cluster import PostgresCluster, fence_clause
+from ._contacts import PostgresContacts
+from ._messages import PostgresMessages
+from ._outbox import PostgresOutbox, write_events
+from ._schema import MIGRATIONS
+from .._records import SESSION_MUTABLE_FIELDS, ApiToken, Fence, SessionRecord, User
+from ..._clock import now_ms
 
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_MIN_SIZE", "DEFAULT_OPEN_TIMEOUT", "PoolStatistics", "PostgresStore"]
 
