@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import Store, StoreConflict, StoreError
+from ._ports import Store, StoreConflict, StoreError
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
     LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, SessionState, StatusEntry, User,

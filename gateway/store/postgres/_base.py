@@ -30,7 +30,7 @@ import psycopg
 import trio
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._base import StoreConflict, StoreError
+from .._ports import StoreConflict, StoreError
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from psycopg.types.json import Jsonb
 
-from .._base import EventsOf
+from .._ports import EventsOf
 from ._base import Conn, PostgresBase
 from ._cluster import fence_clause
 from ._outbox import write_events

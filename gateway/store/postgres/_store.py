@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from actors import SessionState
 
-from .._base import EventsOf
+from .._ports import EventsOf
 from ._base import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DEFAULT_OPEN_TIMEOUT, Conn, PoolStatistics
 from ._cluster import PostgresCluster, fence_clause
 from ._contacts import PostgresContacts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -23,7 +23,7 @@ from .._records import (
     SessionRecord, SessionState, StatusEntry, User,
 )
 from ..._clock import now_ms
-from .._base import EventsOf, StoreConflict
+from .._ports import EventsOf, StoreConflict
 from ._batch import GroupCommit
 from ._cluster import SqliteCluster, fence_holds
 from ._outbox import SqliteOutbox, write_events
@@ -388,6 +388,12 @@ class SqliteStore(SqliteOutbox, SqliteCluster):
     async def list_contacts(self, session_id: str, *, after: str | None, limit: int) -> list[ContactRecord]:
         return await self._all(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE session_id = ? AND phone_number > ? "
                                "ORDER BY phone_number LIMIT ?", (session_id, after or "", limit), _contact)
+
+    # -- cluster ------------------------------------------------------------
+
+    async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:
+        """A write, as the statements the cluster's components run may change rows (see ClusterStore)."""
+        return await self._write(lambda c: c.execute(query, params).fetchone())
 
     # -- helpers ------------------------------------------------------------
 
