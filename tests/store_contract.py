@@ -220,6 +220,23 @@ class MessageContract:
         again = await store.claim_next_message(s.id, now=4_000)
         assert again.id == m.id and again.attempts == 2
 
+    async def test_requeue_interrupted_of_every_session(self, store: Store):
+        """What a single node does at start-up: whatever was mid-send goes out again."""
+        s, t = await self._session(store), await self._session(store)
+        ms, mt, waiting = a_message(s), a_message(t), a_message(t)
+        await store.create_messages([ms, mt, waiting])
+        await store.claim_next_message(s.id, now=2_000)
+        await store.claim_next_message(t.id, now=2_000)
+        assert await store.requeue_interrupted(None, at=3_000) == 2
+        assert await store.requeue_interrupted(None, at=3_001) == 0
+        for m in (ms, mt):
+            requeued = await store.get_message(m.id)
+            assert (requeued.status, requeued.status_reason, requeued.updated_at) == (
+                MessageStatus.QUEUED, "interrupted before the send was confirmed", 3_000)
+            assert [e.status for e in await store.get_message_history(m.id)] == [
+                MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.QUEUED]
+        assert await store.get_message_history(waiting.id) == [StatusEntry(MessageStatus.QUEUED, 1_000, None)]
+
     async def test_idempotency_key_claimed_with_the_messages(self, store: Store):
         s = await self._session(store)
         idem = IdempotencyRecord(session_id=s.id, key="k1", request_hash=b"h" * 32, status_code=202,
@@ -346,8 +363,72 @@ class OutboxContract:
         assert (again.status, again.next_attempt_at, again.attempts) == (DeliveryStatus.PENDING, 77, 0)
         assert await store.redeliver("missing", 1) is None
 
+    async def test_list_deliveries_pages_back_by_id_and_filters_by_status(self, store: Store):
+        from gateway.webhooks import AttemptRecord, DeliveryStatus
+
+        s = await self._deliveries(store)
+        older = await store.list_deliveries(s.id, status=None, before="b2", limit=3)
+        assert [d.id for d in older] == ["b1", "b0", "a4"]
+        assert [d.id for d in await store.list_deliveries(s.id, status=None, before="a1", limit=3)] == ["a0"]
+        [d] = await store.claim_due(0, limit=1, room={}, default_room=1, lease_until_ms=50)
+        assert await store.record_attempt(AttemptRecord(
+            delivery_id=d.id, attempt=1, claimed_until=50, started_at=0, finished_at=1,
+            outcome=DeliveryStatus.DELIVERED, next_attempt_at=None, status_code=200))
+        pending = await store.list_deliveries(s.id, status=DeliveryStatus.PENDING, before=None, limit=100)
+        assert len(pending) == 9 and d.id not in {p.id for p in pending}
+        delivered = await store.list_deliveries(s.id, status=DeliveryStatus.DELIVERED, before=None, limit=100)
+        assert [x.id for x in delivered] == [d.id] and delivered[0].finished_at == 1
+        assert await store.count_deliveries(DeliveryStatus.DELIVERED) == 1
+        assert await store.list_deliveries("no-such-session", status=None, before=None, limit=10) == []
+
+    async def test_redeliver_leaves_a_pending_delivery_as_it_is_and_reopens_a_delivered_one(self, store: Store):
+        from gateway.webhooks import AttemptRecord, DeliveryStatus
+
+        await self._deliveries(store)
+        [d] = await store.claim_due(0, limit=1, room={}, default_room=1, lease_until_ms=50)
+        untouched = await store.redeliver("b3", 77)
+        assert untouched == await store.get_delivery("b3")
+        assert (untouched.status, untouched.next_attempt_at) == (DeliveryStatus.PENDING, 3)
+        claimed = await store.redeliver(d.id, 77)  # pending (claimed, mid-attempt): its claim is kept
+        assert (claimed.status, claimed.claimed_until) == (DeliveryStatus.PENDING, 50)
+        assert await store.record_attempt(AttemptRecord(
+            delivery_id=d.id, attempt=1, claimed_until=50, started_at=0, finished_at=1,
+            outcome=DeliveryStatus.DELIVERED, next_attempt_at=None, status_code=200))
+        again = await store.redeliver(d.id, 88)
+        assert (again.status, again.next_attempt_at, again.attempts, again.claimed_until, again.finished_at) == (
+            DeliveryStatus.PENDING, 88, 0, 0, None)
+        assert d.id in {x.id for x in await store.claim_due(88, limit=10, room={}, default_room=10,
+                                                              lease_until_ms=100)}
+        assert [a.outcome for a in await store.list_attempts(d.id)] == [DeliveryStatus.DELIVERED]  # history stays
+
+    async def test_record_events_returns_what_it_wrote_and_expired_messages_write_theirs(self, store: Store):
+        import msgspec
+
+        from gateway._events import make_event
+
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id, webhook_url="https://hooks.example/x", webhook_events=["message.status"])
+        quiet = a_session(user.id, name="no webhook")
+        await store.create_session(s)
+        await store.create_session(quiet)
+        written = await store.record_events([make_event("message.status", s.id, {"n": 1}),
+                                             make_event("message.received", s.id, {"n": 2}),  # filtered out
+                                             make_event("message.status", quiet.id, {"n": 3})], 4)
+        assert [(d.session_id, d.event, d.next_attempt_at) for d in written] == [(s.id, "message.status", 4)]
+        assert await store.list_deliveries(s.id, status=None, before=None, limit=10) == written
+        m = a_message(s, expires_at=1_500)
+        await store.create_messages([m])
+        [expired] = await store.expire_messages(now=2_000, events=lambda r: [
+            make_event("message.status", r.session_id, {"status": r.status.value, "reason": r.status_reason})])
+        assert expired.id == m.id and expired.status is MessageStatus.FAILED
+        newest = (await store.list_deliveries(s.id, status=None, before=None, limit=1))[0]
+        assert newest.next_attempt_at == 2_000
+        assert msgspec.json.decode(newest.payload)["data"] == {"status": "failed", "reason": "expired in the queue"}
+
 
 def msgspec_replace(record, **changes):
     import msgspec
 
     return msgspec.structs.replace(record, **changes)
+

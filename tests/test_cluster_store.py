@@ -192,3 +192,14 @@ async def test_racing_nodes_never_share_a_session(store):
     assert sorted(taken) == sorted(ids)  # each exactly once
     for n in names:
         assert {h.session_id for h in (await store.renew_node(n, 10)).leases} == set(won[n])
+
+
+async def test_query_one_runs_one_statement_and_returns_its_first_row(store):
+    """The cluster's components (the shared limiter, the notifier) run their own statements this way."""
+    await sessions(store, 2)
+    with trio.fail_after(10):
+        assert tuple(await store.query_one("SELECT COUNT(*) FROM sessions")) == (2,)
+        assert await store.query_one("SELECT id FROM sessions WHERE name = 'none'") is None
+        # it may write (the limiter takes tokens), and returns what RETURNING returns
+        assert tuple(await store.query_one("DELETE FROM sessions WHERE name = 's0' RETURNING name")) == ("s0",)
+        assert tuple(await store.query_one("SELECT COUNT(*) FROM sessions")) == (1,)

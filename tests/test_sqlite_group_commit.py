@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from gateway.store import StoreConflict, open_store
-from gateway.store._sqlite_batch import GroupCommit
+from gateway.store.sqlite import GroupCommit
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import pytest
 import trio
 
 from gateway.store import IdempotencyRecord, MessageStatus, StoreConflict, StoreError, open_store
-from gateway.store._postgres import PostgresStore
-from gateway.store._postgres_schema import MIGRATIONS as PG_MIGRATIONS
-from gateway.store._sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+from gateway.store.postgres import MIGRATIONS as PG_MIGRATIONS, PostgresStore
+from gateway.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
 from ._pg import fresh_schema, pg_url_fixture, with_search_path  # noqa: F401  (registers `pg_url`)
 from .store_contract import ContactContract, MessageContract, OutboxContract, StoreContract, a_message, a_session, a_user

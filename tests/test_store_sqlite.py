@@ -23,7 +23,7 @@ class TestSqliteStore(StoreContract, MessageContract, ContactContract, OutboxCon
 
 async def test_wal_mode_and_version_table(tmp_path):
     store = await open_store(f"sqlite:///{tmp_path}/wal.db")
-    from gateway.store._sqlite_schema import MIGRATIONS
+    from gateway.store.sqlite import MIGRATIONS
 
     versions = [m[0] for m in MIGRATIONS]
     assert await store.migrate() == versions

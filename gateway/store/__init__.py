@@ -1,8 +1,17 @@
-"""Storage: one narrow interface, one driver per database."""
+"""Storage: one Protocol per domain, `Store` for all of them, one driver per database.
+
+The domains (`_ports`): accounts and tokens, sessions, the message queue,
+contacts, the webhook outbox, cluster nodes and leases, and the schema's
+lifecycle. The drivers, `sqlite/` and `postgres/`, implement each domain in a
+module of the same name; `_rows` holds the columns and row mappers they share.
+"""
 
 from __future__ import annotations
 
-from ._base import Store, StoreConflict, StoreError
+from ._ports import (
+    AccountStore, ClusterStore, ContactStore, MessageStore, OutboxStore, SessionStore, Store, StoreConflict, StoreError,
+    StoreLifecycle,
+)
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
     LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, SessionState, StatusEntry, User,
@@ -13,17 +22,18 @@ from ._records import (
 async def open_store(url: str) -> Store:
     """Open the store a `GATEWAY_DATABASE_URL` names. The caller closes it."""
     if url.startswith("sqlite:///"):
-        from ._sqlite import SqliteStore
+        from .sqlite import SqliteStore
 
         return await SqliteStore.open(url)
     if url.startswith(("postgresql://", "postgres://")):
-        from ._postgres import PostgresStore
+        from .postgres import PostgresStore
 
         return await PostgresStore.open(url)
     raise StoreError(f"unsupported database URL {url!r}")
 
 
 __all__ = [
+    "AccountStore", "ClusterStore", "ContactStore", "MessageStore", "OutboxStore", "SessionStore", "StoreLifecycle",
     "ContactRecord", "Fence", "HeldLease", "LeaseOwner", "NodeRecord", "Renewal",
     "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "StatusEntry",
     "SESSION_MUTABLE_FIELDS", "ApiToken", "SessionRecord", "Store",

@@ -1,4 +1,5 @@
-"""The outbox's shared, pure parts: which events become deliveries, and how rows map to records.
+"""The outbox's shared parts: which events become deliveries, how an attempt is stored, which
+claims fit the room each endpoint has. Rows map to records in `_rows`.
 
 Both drivers call these inside their transactions.
 
@@ -13,7 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._events import GatewayEvent
-from ..webhooks._store import AttemptRecord, Delivery, DeliveryStatus, new_delivery
+from ..webhooks import AttemptRecord, Delivery, DeliveryStatus, new_delivery
+from ._rows import ATTEMPT_COLUMNS, Rows, delivery
 
 # Sent when asked for, whatever the session's event filter says.
 UNFILTERED_EVENTS: Final = frozenset({"webhook.test"})
@@ -38,47 +40,24 @@ def deliveries_for(events: list[GatewayEvent], lookup: Callable[[str], tuple[str
     return out
 
 
-DELIVERY_COLUMNS: Final = (
-    "id, session_id, event, endpoint, secret, payload, created_at, next_attempt_at, attempts, status, "
-    "claimed_until, last_status, last_error, finished_at")
-ATTEMPT_COLUMNS: Final = "attempt, started_at, finished_at, outcome, status_code, error"
-
-
-def delivery_row(d: Delivery) -> tuple[Any, ...]:
-    return (d.id, d.session_id, d.event, d.endpoint, d.secret, d.payload, d.created_at, d.next_attempt_at,
-            d.attempts, d.status.value, d.claimed_until, d.last_status, d.last_error, d.finished_at)
-
-
-def delivery(r: Any) -> Delivery:
-    return Delivery(id=r[0], session_id=r[1], event=r[2], endpoint=r[3], secret=r[4], payload=bytes(r[5]),
-                    created_at=r[6], next_attempt_at=r[7], attempts=r[8], status=DeliveryStatus(r[9]),
-                    claimed_until=r[10], last_status=r[11], last_error=r[12], finished_at=r[13])
-
-
-def attempt(delivery_id: str, r: Any) -> AttemptRecord:
-    """A stored attempt (ATTEMPT_COLUMNS) as the history the API shows."""
-    return AttemptRecord(delivery_id=delivery_id, attempt=r[0], claimed_until=0, started_at=r[1], finished_at=r[2],
-                         outcome=DeliveryStatus(r[3]), next_attempt_at=None, status_code=r[4], error=r[5])
-
-
-def apply_attempt(conn: Any, record: AttemptRecord, mark: str) -> bool:
+def apply_attempt(conn: Any, record: AttemptRecord, rows: Rows) -> bool:
     """Store an attempt's result under the fence (see DeliveryStore.record_attempt).
 
-    `conn` is a DB-API connection and `mark` its placeholder (`?` for SQLite, `%s` for psycopg):
-    the statements are the same on both drivers.
+    `conn` is a DB-API connection and `rows` its driver's: the statements are the same on both.
     """
     pending = record.outcome is DeliveryStatus.PENDING
+    mark = rows.mark
     cur = conn.execute(
-        "UPDATE webhook_deliveries SET attempts = {0}, status = {0}, last_status = {0}, last_error = {0}, "
-        "claimed_until = 0, next_attempt_at = COALESCE({0}, next_attempt_at), finished_at = {0} "
-        "WHERE id = {0} AND status = 'pending' AND claimed_until = {0}".format(mark),
+        f"UPDATE webhook_deliveries SET attempts = {mark}, status = {mark}, last_status = {mark}, "
+        f"last_error = {mark}, claimed_until = 0, next_attempt_at = COALESCE({mark}, next_attempt_at), "
+        f"finished_at = {mark} WHERE id = {mark} AND status = 'pending' AND claimed_until = {mark}",
         (record.attempt, record.outcome.value, record.status_code, record.error,
          record.next_attempt_at if pending else None, None if pending else record.finished_at,
          record.delivery_id, record.claimed_until))
     if cur.rowcount == 0:
         return False
     conn.execute(
-        f"INSERT INTO webhook_attempts (delivery_id, {ATTEMPT_COLUMNS}) VALUES ({', '.join([mark] * 7)})",
+        rows.insert("webhook_attempts", f"delivery_id, {ATTEMPT_COLUMNS}"),
         (record.delivery_id, record.attempt, record.started_at, record.finished_at, record.outcome.value,
          record.status_code, record.error))
     return True

@@ -14,27 +14,23 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from psycopg.types.json import Jsonb
+from .._ports import EventsOf
+from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
+from .._rows import (
+    EXPIRED, HISTORY_COLUMNS, IDEMPOTENCY_COLUMNS, INTERRUPTED, MESSAGE_COLUMNS, STATUS_COLUMNS, history_row,
+    idempotency_row, qualified, status_entry,
+)
+from .._rows import idempotency as _idempotency  # the name `idempotency` is create_messages' argument
+from ._base import ROWS, Conn, PostgresBase
+from ._cluster import fence_clause
+from ._outbox import write_events
 
-from ._base import EventsOf
-from ._postgres_base import Conn, PostgresBase
-from ._postgres_cluster import fence_clause
-from ._postgres_outbox import write_events
-from ._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
-
-_MESSAGE_COLUMNS: Final = (
-    "id, session_id, user_id, to_jid, type, modifiers, payload, status, status_reason, wa_id, "
-    "send_at, expires_at, attempts, created_at, updated_at")
-_IDEM_COLUMNS: Final = "session_id, key, request_hash, status_code, response, created_at"
-_INSERT_HISTORY: Final = "INSERT INTO message_status_history (message_id, status, at, reason) "
+_INSERT_HISTORY: Final = f"INSERT INTO message_status_history ({HISTORY_COLUMNS}) "
 # Appended to an UPDATE of messages that RETURNs its columns as `moved`:
 # records each moved row's new status in the history.
 _AND_RECORD_HISTORY: Final = (
     f"), history AS ({_INSERT_HISTORY} SELECT id, status, updated_at, status_reason FROM moved) "
-    f"SELECT {_MESSAGE_COLUMNS} FROM moved")
-
-INTERRUPTED: Final = "interrupted before the send was confirmed"
-EXPIRED: Final = "expired in the queue"
+    f"SELECT {MESSAGE_COLUMNS} FROM moved")
 
 
 class PostgresMessages(PostgresBase):
@@ -46,41 +42,40 @@ class PostgresMessages(PostgresBase):
                 # ON CONFLICT waits for a concurrent claim of the same key to
                 # finish; if that one commits, ours inserts nothing and reads it.
                 claimed = conn.execute(
-                    f"INSERT INTO idempotency_keys ({_IDEM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (session_id, key) DO NOTHING RETURNING 1",
-                    (i.session_id, i.key, i.request_hash, i.status_code, i.response, i.created_at)).fetchone()
+                    ROWS.insert("idempotency_keys", IDEMPOTENCY_COLUMNS)
+                    + " ON CONFLICT (session_id, key) DO NOTHING RETURNING 1", idempotency_row(i)).fetchone()
                 if claimed is None:
-                    row = conn.execute(f"SELECT {_IDEM_COLUMNS} FROM idempotency_keys "
+                    row = conn.execute(f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys "
                                        "WHERE session_id = %s AND key = %s", (i.session_id, i.key)).fetchone()
-                    return _idem(row)
+                    return _idempotency(row)
             with conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})",
-                                [_message_row(m) for m in messages])
-                cur.executemany(f"{_INSERT_HISTORY} VALUES (%s, %s, %s, %s)",
-                                [(m.id, m.status.value, m.created_at, m.status_reason) for m in messages])
+                cur.executemany(ROWS.insert("messages", MESSAGE_COLUMNS), [ROWS.message_row(m) for m in messages])
+                cur.executemany(ROWS.insert("message_status_history", HISTORY_COLUMNS),
+                                [history_row(m) for m in messages])
             return None
 
         return await self._tx(tx)
 
     async def get_idempotency(self, session_id: str, key: str) -> IdempotencyRecord | None:
-        return await self._one(f"SELECT {_IDEM_COLUMNS} FROM idempotency_keys WHERE session_id = %s AND key = %s",
-                               (session_id, key), _idem)
+        return await self._one(
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE session_id = %s AND key = %s",
+            (session_id, key), _idempotency)
 
     async def purge_idempotency(self, older_than: int) -> int:
         return await self._execute("DELETE FROM idempotency_keys WHERE created_at < %s", (older_than,))
 
     async def get_message(self, message_id: str) -> MessageRecord | None:
-        return await self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,), _message)
+        return await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,), ROWS.message)
 
     async def get_message_history(self, message_id: str) -> list[StatusEntry]:
         return await self._all(
-            "SELECT status, at, reason FROM message_status_history WHERE message_id = %s ORDER BY seq",
-            (message_id,), lambda r: StatusEntry(MessageStatus(r[0]), r[1], r[2]))
+            f"SELECT {STATUS_COLUMNS} FROM message_status_history WHERE message_id = %s ORDER BY seq",
+            (message_id,), status_entry)
 
     async def find_message_by_wa_id(self, session_id: str, wa_id: str) -> MessageRecord | None:
         return await self._one(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = %s AND wa_id = %s ORDER BY id LIMIT 1",
-            (session_id, wa_id), _message)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = %s AND wa_id = %s ORDER BY id LIMIT 1",
+            (session_id, wa_id), ROWS.message)
 
     async def claim_next_message(self, session_id: str, now: int, *,
                                  fence: Fence | None = None) -> MessageRecord | None:
@@ -95,8 +90,8 @@ class PostgresMessages(PostgresBase):
             "next AS (SELECT id FROM ready UNION ALL SELECT id FROM due ORDER BY id LIMIT 1), "
             "moved AS (UPDATE messages m SET status = 'sending', status_reason = NULL, "
             "attempts = m.attempts + 1, updated_at = %s FROM next WHERE m.id = next.id "
-            f"RETURNING {_qualified('m')}" + _AND_RECORD_HISTORY,
-            (session_id, now, *fence_params, session_id, now, now, *fence_params, now), _message)
+            f"RETURNING {qualified(MESSAGE_COLUMNS, 'm')}" + _AND_RECORD_HISTORY,
+            (session_id, now, *fence_params, session_id, now, now, *fence_params, now), ROWS.message)
 
     async def queue_depths(self) -> dict[str, int]:
         rows = dict(await self._all("SELECT status, COUNT(*) FROM messages WHERE status IN ('queued', 'sending') "
@@ -110,12 +105,23 @@ class PostgresMessages(PostgresBase):
             "SELECT MIN(send_at) FROM messages WHERE session_id = %s AND status = 'queued' "
             "AND send_at IS NOT NULL", (session_id,))
 
+    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
+        if not session_ids:
+            return []
+        return await self._all(  # per session, one probe of each queue lane (messages_ready/_scheduled)
+            "SELECT sid FROM unnest(%s::text[]) AS sid WHERE "
+            "EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' AND send_at IS NULL "
+            "AND expires_at > %s) OR EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' "
+            "AND send_at IS NOT NULL AND send_at <= %s AND expires_at > %s)",
+            (list(dict.fromkeys(session_ids)), now, now, now), lambda r: r[0])
+
     async def set_message_status(self, message_id: str, status: MessageStatus, at: int, *,
                                  reason: str | None = None, wa_id: str | None = None,
                                  only_from: frozenset[MessageStatus] | None = None,
                                  events: EventsOf[MessageRecord] | None = None,
                                  fence: Fence | None = None) -> MessageRecord | None:
-        guard, params = "", [status.value, reason, wa_id, at, message_id]
+        guard = ""
+        params: list[Any] = [status.value, reason, wa_id, at, message_id]
         if only_from is not None:
             guard = " AND status = ANY(%s::text[])"
             params.append([s.value for s in only_from])
@@ -126,9 +132,9 @@ class PostgresMessages(PostgresBase):
         def tx(conn: Conn) -> MessageRecord | None:
             row = conn.execute(
                 "WITH moved AS (UPDATE messages SET status = %s, status_reason = %s, wa_id = COALESCE(%s, wa_id), "
-                f"updated_at = %s WHERE id = %s{guard} RETURNING {_MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
+                f"updated_at = %s WHERE id = %s{guard} RETURNING {MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
                 params).fetchone()
-            record = _message(row) if row else None
+            record = ROWS.message(row) if row else None
             if record is not None and events is not None:
                 write_events(conn, events(record), at)
             return record
@@ -147,7 +153,7 @@ class PostgresMessages(PostgresBase):
             params.append(node_id)
         moved = await self._all(
             "WITH moved AS (UPDATE messages SET status = 'queued', status_reason = %s, updated_at = %s "
-            f"WHERE status = 'sending'{only_sessions} RETURNING {_MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
+            f"WHERE status = 'sending'{only_sessions} RETURNING {MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
             params, lambda r: r[0])
         return len(moved)
 
@@ -156,9 +162,9 @@ class PostgresMessages(PostgresBase):
         def tx(conn: Conn) -> list[MessageRecord]:
             rows = conn.execute(
                 "WITH moved AS (UPDATE messages SET status = 'failed', status_reason = %s, updated_at = %s "
-                f"WHERE status = 'queued' AND expires_at <= %s RETURNING {_MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
+                f"WHERE status = 'queued' AND expires_at <= %s RETURNING {MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
                 (EXPIRED, now, now)).fetchall()
-            expired = sorted((_message(r) for r in rows), key=lambda m: m.id)
+            expired = sorted((ROWS.message(r) for r in rows), key=lambda m: m.id)
             if events is not None:
                 write_events(conn, [e for m in expired for e in events(m)], now)
             return expired
@@ -169,23 +175,3 @@ class PostgresMessages(PostgresBase):
         return await self._scalar("SELECT COUNT(*) FROM messages WHERE session_id = %s AND status = %s",
                                   (session_id, status.value))
 
-
-def _qualified(alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
-
-
-def _message_row(m: MessageRecord) -> tuple[Any, ...]:
-    return (m.id, m.session_id, m.user_id, m.to_jid, m.type, Jsonb(list(m.modifiers)), m.payload,
-            m.status.value, m.status_reason, m.wa_id, m.send_at, m.expires_at, m.attempts, m.created_at,
-            m.updated_at)
-
-
-def _message(r: Any) -> MessageRecord:
-    return MessageRecord(id=r[0], session_id=r[1], user_id=r[2], to_jid=r[3], type=r[4], modifiers=list(r[5]),
-                         payload=bytes(r[6]), status=MessageStatus(r[7]), status_reason=r[8], wa_id=r[9],
-                         send_at=r[10], expires_at=r[11], attempts=r[12], created_at=r[13], updated_at=r[14])
-
-
-def _idem(r: Any) -> IdempotencyRecord:
-    return IdempotencyRecord(session_id=r[0], key=r[1], request_hash=bytes(r[2]), status_code=r[3],
-                             response=bytes(r[4]), created_at=r[5])

@@ -13,12 +13,11 @@ from typing import Final
 
 import msgspec
 
-from .._events import GatewayEvent
-from ..webhooks._store import AttemptRecord, Delivery, DeliveryStatus
-from ._outbox_rules import (
-    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, apply_attempt, attempt, deliveries_for, delivery, delivery_row, pick_with_room,
-)
-from ._postgres_base import Conn, PostgresBase
+from ..._events import GatewayEvent
+from ...webhooks import AttemptRecord, Delivery, DeliveryStatus
+from .._outbox_rules import apply_attempt, deliveries_for, pick_with_room
+from .._rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_TARGET_COLUMNS, attempt, delivery, delivery_row
+from ._base import ROWS, Conn, PostgresBase
 
 _SCAN_FACTOR: Final = 4
 
@@ -26,20 +25,14 @@ _SCAN_FACTOR: Final = 4
 def insert_deliveries(conn: Conn, deliveries: list[Delivery]) -> None:
     if deliveries:
         with conn.cursor() as cur:
-            cur.executemany(f"INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})",
-                            [delivery_row(d) for d in deliveries])
-
-
-
-
+            cur.executemany(ROWS.insert("webhook_deliveries", DELIVERY_COLUMNS), [delivery_row(d) for d in deliveries])
 
 
 def write_events(conn: Conn, events: list[GatewayEvent], now_ms: int) -> list[Delivery]:
     """Turn events into deliveries inside the caller's transaction (see `_outbox_rules`)."""
     def lookup(session_id: str) -> tuple[str | None, list[str], bool, str] | None:
-        row = conn.execute("SELECT webhook_url, webhook_events, webhook_enabled, webhook_secret FROM sessions "
-                           "WHERE id = %s", (session_id,)).fetchone()
-        return (row[0], list(row[1]), bool(row[2]), row[3]) if row else None
+        row = conn.execute(f"SELECT {WEBHOOK_TARGET_COLUMNS} FROM sessions WHERE id = %s", (session_id,)).fetchone()
+        return ROWS.webhook_target(row) if row else None
 
     deliveries = deliveries_for(events, lookup, now_ms)
     insert_deliveries(conn, deliveries)
@@ -75,7 +68,7 @@ class PostgresOutbox(PostgresBase):
         return await self._tx(tx)
 
     async def record_attempt(self, record: AttemptRecord) -> bool:
-        return await self._tx(lambda c: apply_attempt(c, record, "%s"))
+        return await self._tx(lambda c: apply_attempt(c, record, ROWS))
 
     async def next_due_at(self, *, room: Mapping[str, int], default_room: int) -> int | None:
         rows = await self._all(

@@ -1,7 +1,8 @@
-"""Versioned PostgreSQL migrations. Append only: never edit a released version.
+"""The PostgreSQL schema: versioned migrations, and applying them safely from several processes.
 
-Versions and names match `_sqlite_schema.MIGRATIONS` one for one (a test checks
-it), so "schema version N" means the same tables on either database.
+`MIGRATIONS` is append only: never edit a released version. Versions and
+names match `sqlite._schema.MIGRATIONS` one for one (a test checks it), so
+"schema version N" means the same tables on either database.
 
 Each script runs whole in one transaction (PostgreSQL DDL is transactional), so
 it may hold several statements, including `$$`-quoted function bodies.
@@ -17,6 +18,25 @@ Types differ from SQLite on purpose:
 """
 
 from __future__ import annotations
+
+from typing import Any, Final
+
+from ..._clock import now_ms
+from ._base import Conn, PostgresBase
+
+# Several processes may run `migrate()` at once (every node of a cluster at
+# start-up, or a release step racing a node). A transaction-scoped advisory lock
+# serialises them, and is released by COMMIT or ROLLBACK even if the process
+# dies. It is keyed by schema so that deployments sharing one database in
+# different schemas (and parallel test schemas) do not wait on each other.
+_LOCK_MIGRATIONS: Final = (
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "'trio-whatsapp-gateway.migrate:' || coalesce(current_schema(), ''), 0))"
+)
+_CREATE_VERSION_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+)
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "users, tokens, sessions", """
@@ -195,3 +215,41 @@ CREATE INDEX messages_ready ON messages (session_id, id) WHERE status = 'queued'
 CREATE INDEX messages_scheduled ON messages (session_id, send_at, id) WHERE status = 'queued' AND send_at IS NOT NULL;
 """),
 )
+
+
+class PostgresSchema(PostgresBase):
+    async def migrate(self) -> list[int]:
+        def apply(conn: Conn) -> list[int]:
+            applied = []
+            for version, name, script in MIGRATIONS:
+                # One transaction per version, each under the lock: a process
+                # that waited re-reads the table and finds the version done.
+                with conn.transaction():
+                    conn.execute(_LOCK_MIGRATIONS)
+                    conn.execute(_CREATE_VERSION_TABLE)
+                    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone():
+                        continue
+                    # No parameters, so psycopg sends the whole script at once.
+                    conn.execute(script, prepare=False)
+                    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                                 (version, name, now_ms()))
+                applied.append(version)
+            return applied
+
+        return await self._run(apply)
+
+    async def schema_version(self) -> int:
+        def read(conn: Conn) -> int:
+            # A table that does not exist is a parse error even in a dead branch, so ask first.
+            if _first(conn, "SELECT to_regclass('schema_migrations')") is None:
+                return 0
+            return _first(conn, "SELECT MAX(version) FROM schema_migrations") or 0
+
+        return await self._run(read)
+
+
+def _first(conn: Conn, query: str) -> Any:
+    """The first column of a one-row answer."""
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]

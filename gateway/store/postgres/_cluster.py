@@ -18,16 +18,20 @@ writer holds that epoch of the session's lease, unexpired.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
-from ._postgres_base import Conn, PostgresBase
-from ._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
+from .._records import Fence, LeaseOwner, NodeRecord, Renewal
+from .._rows import LEASE_OWNER_COLUMNS, held_lease, lease_owner, node, node_columns
+from ._base import Conn, PostgresBase
 
 # `{sid}` is the SQL expression for the session id of the row being written.
 FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = %s "
                     "AND f.epoch = %s AND f.expires_at > now())")
 _TTL: Final = "now() + %s * interval '1 second'"
 _MS: Final = "(extract(epoch FROM {}) * 1000)::BIGINT"
+# Times are TIMESTAMPTZ here, read as milliseconds; "now" is the server's clock.
+_NODE_COLUMNS: Final = node_columns(_MS.format, "now()")
 
 
 def fence_clause(sid: str, fence: Fence | None) -> tuple[str, list[Any]]:
@@ -54,11 +58,12 @@ class PostgresCluster(PostgresBase):
                 f"UPDATE session_leases l SET expires_at = {_TTL} FROM sessions s "
                 "WHERE l.node_id = %s AND l.expires_at > now() AND s.id = l.session_id "
                 "RETURNING l.session_id, l.epoch, s.connect_on_start", (ttl, node_id)).fetchall()
-            nodes, wanted = conn.execute(
+            counts = conn.execute(
                 "SELECT (SELECT COUNT(*) FROM cluster_nodes WHERE expires_at > now()), "
                 "(SELECT COUNT(*) FROM sessions WHERE connect_on_start)").fetchone()
-            return Renewal(leases=[HeldLease(r[0], r[1], bool(r[2])) for r in rows], live_nodes=nodes,
-                           wanted=wanted)
+            assert counts is not None  # a SELECT without FROM has its one row
+            nodes, wanted = counts
+            return Renewal(leases=[held_lease(r) for r in rows], live_nodes=nodes, wanted=wanted)
 
         return await self._tx(tx)
 
@@ -88,7 +93,8 @@ class PostgresCluster(PostgresBase):
         return {r[0]: r[1] for r in rows}
 
     async def release_leases(self, node_id: str, session_ids: list[str] | None = None) -> int:
-        only, params = "", [node_id]
+        only = ""
+        params: list[Any] = [node_id]
         if session_ids is not None:
             only = " AND session_id = ANY(%s::text[])"
             params.append(list(session_ids))
@@ -105,33 +111,16 @@ class PostgresCluster(PostgresBase):
 
     async def lease_owner(self, session_id: str) -> LeaseOwner | None:
         return await self._one(
-            "SELECT l.session_id, l.node_id, l.epoch, n.address, n.token FROM session_leases l "
-            "JOIN cluster_nodes n ON n.id = l.node_id WHERE l.session_id = %s AND l.expires_at > now() "
-            "AND n.expires_at > now()", (session_id,),
-            lambda r: LeaseOwner(session_id=r[0], node_id=r[1], epoch=r[2], address=r[3], token=r[4]))
+            f"SELECT {LEASE_OWNER_COLUMNS} FROM session_leases l JOIN cluster_nodes n ON n.id = l.node_id "
+            "WHERE l.session_id = %s AND l.expires_at > now() AND n.expires_at > now()", (session_id,), lease_owner)
 
     async def list_nodes(self) -> list[NodeRecord]:
-        return await self._all(
-            f"SELECT n.id, n.address, n.token, n.host, n.pid, {_MS.format('n.started_at')}, "
-            f"{_MS.format('n.heartbeat_at')}, {_MS.format('n.expires_at')}, n.expires_at > now(), "
-            "(SELECT COUNT(*) FROM session_leases l WHERE l.node_id = n.id AND l.expires_at > now()) "
-            "FROM cluster_nodes n ORDER BY n.started_at, n.id", (), _node)
+        return await self._all(f"SELECT {_NODE_COLUMNS} FROM cluster_nodes n ORDER BY n.started_at, n.id", (), node)
 
     async def forget_nodes(self, dead_for: float) -> int:
         return await self._execute(
             "DELETE FROM cluster_nodes WHERE expires_at < now() - %s * interval '1 second'", (dead_for,))
 
-    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
-        if not session_ids:
-            return []
-        return await self._all(  # per session, one probe of each queue lane (messages_ready/_scheduled)
-            "SELECT sid FROM unnest(%s::text[]) AS sid WHERE "
-            "EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' AND send_at IS NULL "
-            "AND expires_at > %s) OR EXISTS (SELECT 1 FROM messages WHERE session_id = sid AND status = 'queued' "
-            "AND send_at IS NOT NULL AND send_at <= %s AND expires_at > %s)",
-            (list(dict.fromkeys(session_ids)), now, now, now), lambda r: r[0])
-
-
-def _node(r: Any) -> NodeRecord:
-    return NodeRecord(id=r[0], address=r[1], token=r[2], host=r[3], pid=r[4], started_at=r[5], heartbeat_at=r[6],
-                      expires_at=r[7], alive=bool(r[8]), leases=r[9])
+    async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:
+        """One statement's first row (a tuple), or None (see ClusterStore)."""
+        return await self._run(lambda c: c.execute(query, params).fetchone())

@@ -11,10 +11,13 @@ read-then-write here is as atomic as PostgreSQL's upsert.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, Final
 
-from ._records import Fence, HeldLease, LeaseOwner, NodeRecord, Renewal
-from .._clock import now_ms
+from ..._clock import now_ms
+from .._records import Fence, LeaseOwner, NodeRecord, Renewal
+from .._rows import LEASE_OWNER_COLUMNS, held_lease, lease_owner, node, node_columns
+from ._base import SqliteBase
 
 FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = ? "
                     "AND f.epoch = ? AND f.expires_at > ?)")
@@ -34,15 +37,19 @@ def fence_holds(conn: sqlite3.Connection, session_id: str, fence: Fence | None) 
     return conn.execute("SELECT 1 WHERE" + clause[len(" AND"):], (session_id, *params)).fetchone() is not None
 
 
+# Times are stored in milliseconds already; "now" is a parameter (this process's clock).
+_NODE_COLUMNS: Final = node_columns(lambda column: column, "?")
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-class SqliteCluster:
+class SqliteCluster(SqliteBase):
     async def register_node(self, node_id: str, *, address: str, token: str, host: str, pid: int,
                             ttl: float) -> None:
         at = now_ms()
-        await self._write(lambda c: c.execute(  # type: ignore[attr-defined]
+        await self._write(lambda c: c.execute(
             "INSERT INTO cluster_nodes (id, address, token, host, pid, started_at, heartbeat_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET address = excluded.address, "
             "token = excluded.token, heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
@@ -61,9 +68,9 @@ class SqliteCluster:
                              [(until, r[0]) for r in rows])
             nodes = conn.execute("SELECT COUNT(*) FROM cluster_nodes WHERE expires_at > ?", (at,)).fetchone()[0]
             wanted = conn.execute("SELECT COUNT(*) FROM sessions WHERE connect_on_start = 1").fetchone()[0]
-            return Renewal(leases=[HeldLease(r[0], r[1], bool(r[2])) for r in rows], live_nodes=nodes, wanted=wanted)
+            return Renewal(leases=[held_lease(r) for r in rows], live_nodes=nodes, wanted=wanted)
 
-        return await self._write(tx)  # type: ignore[attr-defined]
+        return await self._write(tx)
 
     async def acquire_leases(self, node_id: str, ttl: float, *, limit: int = 0,
                              session_ids: list[str] | None = None) -> dict[str, int]:
@@ -87,7 +94,7 @@ class SqliteCluster:
                 [(sid, node_id, epoch, at, at + _ms(ttl)) for sid, epoch in taken.items()])
             return taken
 
-        return await self._write(tx)  # type: ignore[attr-defined]
+        return await self._write(tx)
 
     async def release_leases(self, node_id: str, session_ids: list[str] | None = None) -> int:
         def tx(conn: sqlite3.Connection) -> int:
@@ -98,42 +105,27 @@ class SqliteCluster:
             return sum(conn.execute("UPDATE session_leases SET expires_at = ? WHERE node_id = ? AND expires_at > ? "
                                     "AND session_id = ?", (at, node_id, at, sid)).rowcount for sid in session_ids)
 
-        return await self._write(tx)  # type: ignore[attr-defined]
+        return await self._write(tx)
 
     async def leave_cluster(self, node_id: str) -> None:
         await self.release_leases(node_id)
         at = now_ms()
-        await self._write(lambda c: c.execute(  # type: ignore[attr-defined]
-            "UPDATE cluster_nodes SET expires_at = ? WHERE id = ?", (at, node_id)))
+        await self._execute("UPDATE cluster_nodes SET expires_at = ? WHERE id = ?", (at, node_id))
 
     async def lease_owner(self, session_id: str) -> LeaseOwner | None:
         at = now_ms()
-        return await self._one(  # type: ignore[attr-defined]
-            "SELECT l.session_id, l.node_id, l.epoch, n.address, n.token FROM session_leases l "
-            "JOIN cluster_nodes n ON n.id = l.node_id WHERE l.session_id = ? AND l.expires_at > ? "
-            "AND n.expires_at > ?", (session_id, at, at),
-            lambda r: LeaseOwner(session_id=r[0], node_id=r[1], epoch=r[2], address=r[3], token=r[4]))
+        return await self._one(
+            f"SELECT {LEASE_OWNER_COLUMNS} FROM session_leases l JOIN cluster_nodes n ON n.id = l.node_id "
+            "WHERE l.session_id = ? AND l.expires_at > ? AND n.expires_at > ?", (session_id, at, at), lease_owner)
 
     async def list_nodes(self) -> list[NodeRecord]:
         at = now_ms()
-        return await self._all(  # type: ignore[attr-defined]
-            "SELECT n.id, n.address, n.token, n.host, n.pid, n.started_at, n.heartbeat_at, n.expires_at, "
-            "n.expires_at > ?, (SELECT COUNT(*) FROM session_leases l WHERE l.node_id = n.id AND l.expires_at > ?) "
-            "FROM cluster_nodes n ORDER BY n.started_at, n.id", (at, at),
-            lambda r: NodeRecord(id=r[0], address=r[1], token=r[2], host=r[3], pid=r[4], started_at=r[5],
-                                 heartbeat_at=r[6], expires_at=r[7], alive=bool(r[8]), leases=r[9]))
+        return await self._all(f"SELECT {_NODE_COLUMNS} FROM cluster_nodes n ORDER BY n.started_at, n.id",
+                               (at, at), node)
 
     async def forget_nodes(self, dead_for: float) -> int:
-        cur = await self._write(lambda c: c.execute(  # type: ignore[attr-defined]
-            "DELETE FROM cluster_nodes WHERE expires_at < ?", (now_ms() - _ms(dead_for),)))
-        return cur.rowcount
+        return await self._execute("DELETE FROM cluster_nodes WHERE expires_at < ?", (now_ms() - _ms(dead_for),))
 
-    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
-        def read(conn: sqlite3.Connection) -> list[str]:
-            return [sid for sid in dict.fromkeys(session_ids) if conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_ready WHERE session_id = ? "
-                "AND status = 'queued' AND send_at IS NULL AND expires_at > ?) OR EXISTS (SELECT 1 FROM messages "
-                "INDEXED BY messages_scheduled WHERE session_id = ? AND status = 'queued' AND send_at IS NOT NULL "
-                "AND send_at <= ? AND expires_at > ?)", (sid, now, sid, now, now)).fetchone()[0]]
-
-        return await self._run(read)  # type: ignore[attr-defined]
+    async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:
+        """A write, since the statements the cluster's components run may change rows (see ClusterStore)."""
+        return await self._write(lambda c: c.execute(query, params).fetchone())

@@ -1,5 +1,5 @@
 """The PostgreSQL store's plumbing: the connection pool, the thread gate, and
-the few helpers every table's methods are written with.
+the few helpers every domain's methods are written with.
 
 psycopg 3 is synchronous here: a `psycopg_pool.ConnectionPool` is used from
 trio worker threads (`trio.to_thread.run_sync`), so the trio loop never waits
@@ -28,12 +28,17 @@ from typing import Any, Final, Self, TypeVar
 import msgspec
 import psycopg
 import trio
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ._base import StoreConflict, StoreError
+from .._ports import StoreConflict, StoreError
+from .._rows import Rows
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
+
+# JSON columns (the webhook event filter, message modifiers) are JSONB, which psycopg reads back as lists.
+ROWS: Final = Rows(mark="%s", json_param=Jsonb, json_list=list)
 
 DEFAULT_MIN_SIZE: Final = 1
 # Each gateway process holds at most this many server connections; a cluster of
@@ -57,8 +62,14 @@ class PoolStatistics(msgspec.Struct, frozen=True, kw_only=True):
     requests_queued: int  # pool requests (since open) that had to wait for a connection
 
 
+class _Connection(psycopg.Connection[Any]):
+    """A pooled connection that remembers when it was last used (see `_check_if_idle`)."""
+
+    gateway_used: float | None = None
+
+
 class PostgresBase:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool[_Connection]) -> None:
         if pool.max_size < 1:
             raise ValueError("the pool needs at least one connection")
         self._pool = pool
@@ -75,7 +86,7 @@ class PostgresBase:
         """
         pool = ConnectionPool(
             url, min_size=max(1, min(min_size, max_size)), max_size=max_size, open=False,
-            name="gateway-store", kwargs={"autocommit": True},
+            name="gateway-store", connection_class=_Connection, kwargs={"autocommit": True},
             # A connection that died while idle (server restart, failover) is
             # replaced at checkout instead of failing a request.
             check=_check_if_idle)
@@ -102,11 +113,6 @@ class PostgresBase:
             threads_waiting=self._limiter.statistics().tasks_waiting,
             requests_queued=stats.get("requests_queued", 0))
 
-    async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:
-        """One statement's first row (a tuple), or None: for components that keep their own
-        tables in this database (the shared rate limiter)."""
-        return await self._run(lambda c: c.execute(query, params).fetchone())
-
     async def _run(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn` with a pooled connection in a worker thread.
 
@@ -126,7 +132,7 @@ class PostgresBase:
             try:
                 return fn(conn)
             finally:
-                conn._gateway_used = time.monotonic()  # type: ignore[attr-defined]
+                conn.gateway_used = time.monotonic()
 
     async def _tx(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn`'s statements in one transaction: all commit, or none do."""
@@ -154,9 +160,9 @@ class PostgresBase:
         return [convert(r) for r in rows]
 
 
-def _check_if_idle(conn: Conn) -> None:
+def _check_if_idle(conn: _Connection) -> None:
     """The pool's checkout check: ping only a connection that sat idle for `CHECK_IDLE_AFTER`."""
-    used = getattr(conn, "_gateway_used", None)
+    used = conn.gateway_used
     if used is None or time.monotonic() - used > CHECK_IDLE_AFTER:
         ConnectionPool.check_connection(conn)
 

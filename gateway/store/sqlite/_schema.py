@@ -1,6 +1,15 @@
-"""Versioned SQLite migrations. Append only: never edit a released version."""
+"""The SQLite schema: versioned migrations, and applying them.
+
+`MIGRATIONS` is append only: never edit a released version. Versions and names
+match `postgres._schema.MIGRATIONS` one for one (a test checks it).
+"""
 
 from __future__ import annotations
+
+import sqlite3
+
+from ..._clock import now_ms
+from ._base import SqliteBase
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "users, tokens, sessions", """
@@ -150,3 +159,42 @@ CREATE INDEX messages_ready ON messages(session_id, id) WHERE status = 'queued' 
 CREATE INDEX messages_scheduled ON messages(session_id, send_at, id) WHERE status = 'queued' AND send_at IS NOT NULL;
 """),
 )
+
+
+class SqliteSchema(SqliteBase):
+    async def migrate(self) -> list[int]:
+        def apply(conn: sqlite3.Connection) -> list[int]:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, now_ms()))
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                applied.append(version)
+            return applied
+
+        return await self._exclusive(apply)
+
+    async def schema_version(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            try:
+                row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            except sqlite3.OperationalError:
+                return 0
+            return row[0] or 0
+
+        return await self._run(read)
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,12 +1,25 @@
-"""The store's interface: the one narrow surface every storage driver implements.
+"""The store's interface, one Protocol per domain, and `Store`, which is all of them.
 
-The contract test suite in `tests/store_contract.py` runs unchanged against
-each implementation.
+Each domain Protocol is what one part of the gateway needs: the accounts
+service needs `AccountStore`, the webhook routes `OutboxStore`, the lease
+keeper `ClusterStore`. Both drivers (`sqlite/`, `postgres/`) implement every
+one, each domain in a module of the same name, and the contract suites
+(`tests/store_contract.py`, `tests/test_cluster_store.py`) run unchanged
+against both.
+
+Every method is a cancel point only before the work starts: once a write is
+under way it runs to completion, so a cancelled request never leaves half a
+change behind.
+
+Writes that a session's owner makes (claims, status changes, state changes)
+take an optional `fence`: with one, the write applies only while that node
+holds that epoch of the session's lease (see `Fence`); without one (a single
+node, or an API request) it applies as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._records import (
@@ -14,9 +27,10 @@ from ._records import (
     SessionRecord, StatusEntry, User,
 )
 
-
 if TYPE_CHECKING:
+    # Types only: gateway.webhooks imports gateway._events, which imports this package.
     from .._events import GatewayEvent
+    from ..webhooks import AttemptRecord, Delivery, DeliveryStatus
 
 R = TypeVar("R")
 # Given the record a write produced, the events it causes. Called inside the write's
@@ -33,19 +47,7 @@ class StoreConflict(StoreError):
     """A uniqueness rule was broken (an email or key id already exists)."""
 
 
-class Store(Protocol):
-    """Async storage for users, tokens and sessions.
-
-    Every method is a cancel point only before the work starts: once a write is
-    under way it runs to completion, so a cancelled request never leaves half a
-    change behind.
-
-    Writes that a session's owner makes (claims, status changes, state
-    changes) take an optional `fence`: with one, the write applies only while
-    that node holds that epoch of the session's lease (see `Fence`); without
-    one (a single node, or an API request) it applies as before.
-    """
-
+class StoreLifecycle(Protocol):
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied now."""
 
@@ -53,7 +55,10 @@ class Store(Protocol):
 
     async def aclose(self) -> None: ...
 
-    # users
+
+class AccountStore(Protocol):
+    """Users and their personal access tokens."""
+
     async def create_user(self, user: User) -> None:
         """Raises StoreConflict when the email is taken (case-insensitively)."""
 
@@ -63,7 +68,6 @@ class Store(Protocol):
 
     async def count_users(self) -> int: ...
 
-    # personal access tokens
     async def create_token(self, token: ApiToken) -> None: ...
 
     async def get_token(self, token_id: str) -> ApiToken | None: ...
@@ -72,7 +76,10 @@ class Store(Protocol):
 
     async def revoke_token(self, token_id: str, at: int) -> bool: ...
 
-    # sessions
+
+class SessionStore(Protocol):
+    """WhatsApp sessions: their settings, keys and last known state."""
+
     async def create_session(self, session: SessionRecord) -> None: ...
 
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
@@ -92,7 +99,10 @@ class Store(Protocol):
 
     async def delete_session(self, session_id: str) -> bool: ...
 
-    # outbound messages
+
+class MessageStore(Protocol):
+    """The outbound message queue: messages, their status history, and idempotency keys."""
+
     async def create_messages(self, messages: list[MessageRecord],
                               idempotency: IdempotencyRecord | None = None) -> IdempotencyRecord | None:
         """Insert messages (status queued, with a history entry) in one transaction.
@@ -121,6 +131,9 @@ class Store(Protocol):
     async def next_scheduled_at(self, session_id: str) -> int | None:
         """The earliest `send_at` of the session's queued messages that are not due yet."""
 
+    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
+        """Which of these sessions have a queued message due now (cluster mode's notification fallback)."""
+
     async def set_message_status(self, message_id: str, status: MessageStatus, at: int, *,
                                  reason: str | None = None, wa_id: str | None = None,
                                  only_from: frozenset[MessageStatus] | None = None,
@@ -144,7 +157,10 @@ class Store(Protocol):
     async def queue_depths(self) -> dict[str, int]:
         """Durable backlogs, store-wide: `messages_queued`, `messages_sending`, `webhooks_pending`."""
 
-    # contacts (a session's address book)
+
+class ContactStore(Protocol):
+    """A session's address book."""
+
     async def upsert_contact(self, contact: ContactRecord) -> ContactRecord:
         """Insert or update by (session, phone); keeps the original created_at; returns the stored row."""
 
@@ -153,13 +169,52 @@ class Store(Protocol):
     async def list_contacts(self, session_id: str, *, after: str | None, limit: int) -> list[ContactRecord]:
         """Ordered by phone number, starting after `after`."""
 
-    # webhook outbox (also the DeliveryStore of gateway.webhooks: claim_due, record_attempt,
-    # next_due_at, expedite)
-    async def record_events(self, events: list[GatewayEvent], now_ms: int) -> list[Any]:
+
+class OutboxStore(Protocol):
+    """The webhook outbox: deliveries and their attempts.
+
+    Deliveries are also written by the other domains' writes (`events=`), in
+    the same transaction as the change. `claim_due`, `record_attempt`,
+    `next_due_at` and `expedite` are `gateway.webhooks.DeliveryStore`, the
+    dispatcher's contract, documented there (it cannot be a base class here
+    without an import cycle; mypy checks that `Store` satisfies it where the
+    gateway hands the store to the dispatcher).
+    """
+
+    async def record_events(self, events: list[GatewayEvent], now_ms: int) -> list[Delivery]:
         """Write deliveries for events that change no other state (received messages, presence, QR);
         returns the deliveries written."""
 
-    # cluster mode: nodes and session leases. Lease times use the database's clock.
+    async def insert_deliveries(self, deliveries: list[Delivery]) -> None: ...
+
+    async def claim_due(self, now_ms: int, *, limit: int, room: Mapping[str, int], default_room: int,
+                        lease_until_ms: int) -> list[Delivery]: ...
+
+    async def record_attempt(self, record: AttemptRecord) -> bool: ...
+
+    async def next_due_at(self, *, room: Mapping[str, int], default_room: int) -> int | None: ...
+
+    async def expedite(self, endpoint: str, now_ms: int) -> int: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def list_deliveries(self, session_id: str, *, status: DeliveryStatus | None, before: str | None,
+                              limit: int) -> list[Delivery]:
+        """A session's deliveries, newest (greatest id) first, starting before `before`; all, or one status."""
+
+    async def list_attempts(self, delivery_id: str) -> list[AttemptRecord]:
+        """A delivery's attempts, oldest first."""
+
+    async def redeliver(self, delivery_id: str, now_ms: int) -> Delivery | None:
+        """Make a delivered or dead delivery pending again, due now, with a fresh retry budget
+        (a pending one is left as it is); None if there is no such delivery."""
+
+    async def count_deliveries(self, status: DeliveryStatus) -> int: ...
+
+
+class ClusterStore(Protocol):
+    """Cluster mode: nodes and session leases. Lease times use the database's clock."""
+
     async def register_node(self, node_id: str, *, address: str, token: str, host: str, pid: int,
                             ttl: float) -> None:
         """Insert or refresh this node's row; it is alive for `ttl` seconds."""
@@ -191,5 +246,14 @@ class Store(Protocol):
     async def forget_nodes(self, dead_for: float) -> int:
         """Delete rows of nodes dead for more than `dead_for` seconds."""
 
-    async def sessions_with_due_messages(self, session_ids: list[str], now: int) -> list[str]:
-        """Which of these sessions have a queued message due now (the notification fallback)."""
+    async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement, in the driver's own SQL and placeholders; its first row (a tuple), or None.
+
+        For the cluster's components that keep their own tables or use the
+        server's own functions in this database (the shared rate limiter,
+        `pg_notify`)."""
+
+
+class Store(StoreLifecycle, AccountStore, SessionStore, MessageStore, ContactStore, OutboxStore, ClusterStore,
+            Protocol):
+    """The whole store: the one type the rest of the gateway holds."""

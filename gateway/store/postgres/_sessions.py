@@ -1,0 +1,60 @@
+"""WhatsApp sessions on PostgreSQL: their settings, keys and last known state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+
+from .._ports import EventsOf
+from .._records import SESSION_MUTABLE_FIELDS, Fence, SessionRecord
+from .._rows import SESSION_COLUMNS
+from ._base import ROWS, Conn, PostgresBase
+from ._cluster import fence_clause
+from ._outbox import write_events
+
+
+class PostgresSessions(PostgresBase):
+    async def create_session(self, session: SessionRecord) -> None:
+        await self._execute(ROWS.insert("sessions", SESSION_COLUMNS), ROWS.session_row(session))
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        return await self._one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (session_id,), ROWS.session)
+
+    async def get_session_by_key_id(self, key_id: str) -> SessionRecord | None:
+        return await self._one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key_id = %s", (key_id,), ROWS.session)
+
+    async def list_sessions(self, user_id: str, *, after: str | None, limit: int) -> list[SessionRecord]:
+        return await self._all(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND id > %s ORDER BY id LIMIT %s",
+            (user_id, after or "", limit), ROWS.session)
+
+    async def list_sessions_to_connect(self) -> list[SessionRecord]:
+        return await self._all(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE connect_on_start ORDER BY id", (), ROWS.session)
+
+    async def update_session(self, session_id: str, changes: dict[str, Any], at: int, *,
+                             events: EventsOf[SessionRecord] | None = None,
+                             fence: Fence | None = None) -> SessionRecord | None:
+        unknown = set(changes) - SESSION_MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        values = {k: ROWS.session_value(k, v) for k, v in changes.items()}
+        values["updated_at"] = at
+        fenced, fence_params = fence_clause("sessions.id", fence)
+        # One statement: the change and the record it produced are read atomically.
+        query = sql.SQL("UPDATE sessions SET {} WHERE id = %s{} RETURNING {}").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values),
+            sql.SQL(fenced), sql.SQL(SESSION_COLUMNS))
+
+        def tx(conn: Conn) -> SessionRecord | None:
+            row = conn.execute(query, (*values.values(), session_id, *fence_params)).fetchone()
+            record = ROWS.session(row) if row else None
+            if record is not None and events is not None:
+                write_events(conn, events(record), at)
+            return record
+
+        return await self._tx(tx)
+
+    async def delete_session(self, session_id: str) -> bool:
+        return await self._execute("DELETE FROM sessions WHERE id = %s", (session_id,)) > 0
