@@ -36,19 +36,18 @@ from typing import Final
 
 import trio
 
-from bench.simulator._protocol import (
+from .._messages import OutboundMessage, SendResult
+from .._transport import (
+    ConnectFailed, Connected, ContactInfo, EventSink, GroupInfo, NotConnected, OnWhatsApp, PairingTimeout,
+    ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
+)
+from ._link import SimLink, SimLinkStatistics
+from ._protocol import (
     CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, End, GroupInfoOp,
     LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, SendOp, SendPresenceOp,
     ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
 )
-
-from ._messages import OutboundMessage, SendResult
-from ._sim_link import SimLink, SimLinkStatistics
-from ._sim_store import SimDeviceStore
-from ._transport import (
-    ConnectFailed, Connected, ContactInfo, EventSink, GroupInfo, NotConnected, OnWhatsApp, PairingTimeout,
-    ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
-)
+from ._store import SimDeviceStore
 
 log = logging.getLogger("actors.sim")
 
