@@ -19,7 +19,7 @@ async def open_transport_factory(config: Config) -> AsyncIterator[TransportFacto
                                               pairing_deadline=config.pairing_timeout) as factory:
             yield factory
         return
-    from actors._neonize import NeonizeTransportFactory
+    from actors.neonize import NeonizeTransportFactory
 
     factory = NeonizeTransportFactory(data_dir=config.data_dir, pairing_deadline=config.pairing_timeout)
     try:
