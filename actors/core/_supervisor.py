@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
+from .._transport import SessionSpec, Transport, TransportFactory
 from ._actor import ActorHost, ActorPolicy, Command, Connect, Disconnect, Logout, SessionActor
 from ._backoff import Backoff, CrashWindow
 from ._outbox import OutboundQueue
 from ._state import SessionState
-from ._transport import SessionSpec, Transport, TransportFactory
 
 log = logging.getLogger("actors.supervisor")
 

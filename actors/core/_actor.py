@@ -23,13 +23,13 @@ from typing import Final, Protocol
 import msgspec
 import trio
 
-from ._backoff import Backoff
-from ._outbox import OutboundQueue, Pacing, Sender
-from ._state import SessionState, check_transition
-from ._transport import (
+from .._transport import (
     ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingCode, PairingTimeout, QRCode,
     SessionSpec, Transport, TransportEvent,
 )
+from ._backoff import Backoff
+from ._outbox import OutboundQueue, Pacing, Sender
+from ._state import SessionState, check_transition
 
 log = logging.getLogger("actors.session")
 
