@@ -12,9 +12,10 @@ from ._messages import (
     TextContent,
 )
 from ._transport import (
-    ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSink, GroupInfo, GroupParticipant,
-    LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout, ParticipantResult, Presence, QRCode,
-    Receipt, RecipientError, SessionSpec, Transport, TransportError, TransportEvent, TransportFactory,
+    ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo, GroupParticipant,
+    LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout,
+    ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec, Transport, TransportError,
+    TransportEvent, TransportFactory,
 )
 from .core import (
     ActorHost, ActorPolicy, ActorStatistics, Backoff, Claimed, Command, Connect, CrashWindow, Disconnect,
@@ -23,13 +24,13 @@ from .core import (
 )
 
 __all__ = [
-    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "Command", "Connect", "CrashWindow", "Disconnect",
-    "InvalidTransition", "Logout", "SessionActor", "SessionState", "Supervisor", "SupervisorStatistics",
-    "check_transition", "Claimed", "MediaToolMissing", "OutboundQueue", "Pacing", "PrepareFailed", "Sender",
-    "ChatPresence", "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "Disconnected",
-    "EventSink", "GroupInfo", "GroupParticipant", "LocationContent", "LoggedOut", "MediaContent",
-    "MessageReceived", "NotConnected", "OnWhatsApp", "OutboundMessage", "PairingCode", "PairingTimeout", "ParticipantResult",
-    "PollContent", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "SessionSpec",
-    "TextContent", "Transport", "TransportError", "TransportEvent", "TransportFactory", "is_group_jid",
-    "phone_from_jid", "split_jid", "user_jid",
+    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "ChatPresence", "Claimed", "Command", "Connect",
+    "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "CrashWindow", "Disconnect",
+    "Disconnected", "EventSendChannel", "GroupInfo", "GroupParticipant", "InvalidTransition", "LocationContent",
+    "LoggedOut", "Logout", "MediaContent", "MediaToolMissing", "MessageReceived", "NotConnected", "OnWhatsApp",
+    "OutboundMessage", "OutboundQueue", "Pacing", "PairingCode", "PairingTimeout", "ParticipantResult", "PollContent",
+    "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
+    "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
+    "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
+    "split_jid", "user_jid",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from .._transport import ConnectFailed, EventSink, TransportEvent
+from .._transport import ConnectFailed, EventSendChannel, TransportEvent
 from ._rwlock import RWLock
 
 log = logging.getLogger("actors._neonize")
@@ -51,7 +51,7 @@ def go_callback(fn: Callable[..., None]) -> Callable[..., None]:
 class Attempt:
     """One connect() call. Trio-side fields change on the trio thread only (threads `post`)."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken, events: EventSink, started_at: float) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken, events: EventSendChannel, started_at: float) -> None:
         self.token, self.events, self.started_at = token, events, started_at
         self.wakeup = trio.Event()
         self.launched = self.go_ready = self.connected_once = self.paired = False

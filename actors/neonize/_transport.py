@@ -60,7 +60,7 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ConnectFailed, ContactInfo, EventSink, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
+    ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
     ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
 )
 from ._attempt import Attempt, nz
@@ -105,7 +105,8 @@ class NeonizeTransport(GoCallbacks):
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def run(self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, events: EventSendChannel, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._closed:
             raise ConnectFailed("transport is closed", retryable=False)
         if self._running:
