@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors import ActorPolicy, Backoff, SessionSpec, SessionState, Supervisor
+from actors import ActorPolicy, Backoff, Connect, SessionActor, SessionSpec, SessionState, Supervisor
 
 from ._fake_transport import FakeFactory, RecordingHost
 
@@ -14,6 +14,13 @@ NO_JITTER = Backoff(initial=1.0, maximum=8.0, multiplier=2.0, jitter=0.0)
 
 def spec(sid: str) -> SessionSpec:
     return SessionSpec(session_id=sid, phone_number="+15550000001")
+
+
+async def connect(sup: Supervisor, session: SessionSpec, *, state: SessionState) -> SessionActor:
+    """Start supervising the session and ask its actor to connect, as the gateway does."""
+    actor = await sup.start(session, state=state)
+    sup.send_nowait(session.session_id, Connect())
+    return actor
 
 
 async def open_supervisor(nursery, factory, host, **kw) -> Supervisor:
@@ -27,7 +34,7 @@ async def test_connect_reaches_connected_and_persists_each_state(autojump_clock)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            actor = await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            actor = await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             assert host.states["a"] == [("CONNECTING", None), ("CONNECTED", None)]
             assert actor.require_connected() is factory.transports["a"]
@@ -44,7 +51,7 @@ async def test_crash_restarts_with_growing_backoff(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=5, crash_window=1000)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             runs = factory.transports["a"].runs
             gaps = [b - a for a, b in zip(runs, runs[1:])]
@@ -60,7 +67,7 @@ async def test_crash_loop_is_failed_with_reason(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=3, crash_window=60)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             state, reason = host.states["a"][-1]
             assert "crash loop" in reason and "segfault in Go" in reason
@@ -74,7 +81,7 @@ async def test_crashes_spread_out_are_not_a_loop(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=2, crash_window=10)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             await trio.sleep(30)  # window passes
             factory.transports["a"].script = ["crash:y", "connect"]
@@ -93,7 +100,7 @@ async def test_crash_in_one_session_leaves_others_connected(autojump_clock):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=3, crash_window=60)
             for sid in ("good1", "good2", "bad"):
-                await sup.connect(spec(sid), state=SessionState.DISCONNECTED)
+                await connect(sup, spec(sid), state=SessionState.DISCONNECTED)
             await host.wait_state("bad", "FAILED")
             for sid in ("good1", "good2"):
                 assert host.last(sid) == "CONNECTED"
@@ -108,7 +115,7 @@ async def test_stop_is_clean_and_leaves_no_task(autojump_clock):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
             for sid in ("a", "b"):
-                await sup.connect(spec(sid), state=SessionState.DISCONNECTED)
+                await connect(sup, spec(sid), state=SessionState.DISCONNECTED)
                 await host.wait_state(sid, "CONNECTED")
             await sup.stop("a")
             assert sup.get("a") is None and factory.transports["a"].cancelled_runs == 1
@@ -137,7 +144,7 @@ async def test_never_connected_session_fails_after_attempts(autojump_clock):
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             assert len(factory.transports["a"].runs) == 3
             assert host.states["a"][-1] == ("FAILED", "failed to dial whatsapp web websocket: no such host")
@@ -157,7 +164,7 @@ async def test_connected_session_reconnects_forever_with_backoff(autojump_clock)
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             t = factory.transports["a"]
             t.drop("simulator went away")
@@ -185,7 +192,7 @@ async def test_qr_then_scan(autojump_clock):
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            actor = await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            actor = await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             while actor.qr is None:
                 await actor.qr_changed.wait()
             assert actor.qr.startswith("2@") and actor.state is SessionState.CONNECTING
@@ -200,7 +207,7 @@ async def test_transport_level_blip_and_logout(autojump_clock):
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             await factory.transports["a"].blip()
             await trio.sleep(1)
@@ -211,8 +218,6 @@ async def test_transport_level_blip_and_logout(autojump_clock):
 
 
 async def test_full_mailbox_is_an_error_not_a_drop(autojump_clock):
-    from actors import Connect
-
     factory, host = FakeFactory(["hang"]), RecordingHost()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

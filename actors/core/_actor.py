@@ -24,8 +24,8 @@ import msgspec
 import trio
 
 from .._transport import (
-    ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingCode, PairingTimeout, QRCode,
-    SessionSpec, Transport, TransportEvent,
+    ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingTimeout, QRCode, SessionSpec, Transport,
+    TransportEvent,
 )
 from ._backoff import Backoff
 from ._outbox import OutboundQueue, Pacing, Sender
@@ -110,8 +110,6 @@ class SessionActor:
         self.state = SessionState.DISCONNECTED if state in live else state
         self.reason: str | None = None
         self.qr: str | None = None
-        self.pairing_code: str | None = None
-        self.own_jid: str | None = None
         self._host = host
         self._mailbox = mailbox
         self._policy = policy
@@ -286,12 +284,8 @@ class SessionActor:
             self.qr_changed = trio.Event()
             if self.state is not SessionState.CONNECTING:
                 await self._set_state(SessionState.CONNECTING, None)
-        elif isinstance(event, PairingCode):
-            self.pairing_code = event.code
         elif isinstance(event, Connected):
             self.qr = None
-            self.pairing_code = None
-            self.own_jid = event.jid
             self._ever_connected = True
             self._failures = 0
             await self._set_state(SessionState.CONNECTED, None)
