@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors import ActorPolicy, Backoff, Connect, SessionActor, SessionSpec, SessionState, Supervisor
+from actors import (
+    ActorPolicy, Backoff, Connect, ConnectFailed, Connected, Receipt, SessionActor, SessionSpec, SessionState,
+    Supervisor,
+)
 
-from ._fake_transport import FakeFactory, RecordingHost
+from ._fake_transport import FakeFactory, FakeTransport, RecordingHost
 
 NO_JITTER = Backoff(initial=1.0, maximum=8.0, multiplier=2.0, jitter=0.0)
 
@@ -229,4 +232,36 @@ async def test_full_mailbox_is_an_error_not_a_drop(autojump_clock):
                     sup.send_nowait("a", Connect())
             with pytest.raises(KeyError):
                 sup.send_nowait("nobody", Connect())
+            nursery.cancel_scope.cancel()
+
+
+class ConnectedThenDropped(FakeTransport):
+    """Queues Connected and a receipt, then fails at once: a login that drops right away."""
+
+    async def run(self, events, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.runs.append(trio.current_time())
+        task_status.started()
+        events.send_nowait(Connected(jid=f"{self.spec.session_id}@s.whatsapp.net"))
+        events.send_nowait(Receipt(message_ids=["m1"], chat="x@s.whatsapp.net", type="delivered", timestamp_ms=1))
+        raise ConnectFailed("dropped right after login")
+
+
+class SlowHost(RecordingHost):
+    async def transport_event(self, session_id, event) -> None:
+        await trio.sleep(1)  # the pump is busy while the connection cycle has already failed
+        await super().transport_event(session_id, event)
+
+
+async def test_events_queued_before_a_failure_are_handled_before_it(autojump_clock):
+    factory, host = FakeFactory(), SlowHost()
+    factory.create = lambda s: factory.transports.setdefault(s.session_id, ConnectedThenDropped(s, []))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            sup = await open_supervisor(nursery, factory, host)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
+            await host.wait_state("a", "DISCONNECTED")
+            assert host.states["a"] == [("CONNECTING", None), ("CONNECTED", None),
+                                        ("DISCONNECTED", "dropped right after login")]
+            assert [type(e).__name__ for _, e in host.events] == ["Connected", "Receipt"]
+            assert trio.current_time() == pytest.approx(2.0)  # both slow events, and no polling on top
             nursery.cancel_scope.cancel()

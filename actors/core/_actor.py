@@ -120,6 +120,7 @@ class SessionActor:
         self._state_lock = trio.Lock()
         self._events_send, self._events_recv = trio.open_memory_channel[TransportEvent](policy.event_buffer)
         self._pump_busy = False
+        self._pump_drained = trio.Event()  # set (then replaced) whenever the pump has handled all queued events
         self._conn_scope: trio.CancelScope | None = None
         self._conn_done: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
@@ -260,7 +261,7 @@ class SessionActor:
     async def _events_settled(self) -> None:
         """Let the pump handle what the transport queued before it failed (a late Connected)."""
         while self._events_recv.statistics().current_buffer_used or self._pump_busy:
-            await trio.sleep(0.001)
+            await self._pump_drained.wait()
 
     # -- events ----------------------------------------------------------------
 
@@ -276,6 +277,9 @@ class SessionActor:
             finally:
                 self._pump_busy = False
                 self._events_handled += 1
+                if not self._events_recv.statistics().current_buffer_used:
+                    self._pump_drained.set()
+                    self._pump_drained = trio.Event()
 
     async def _on_event(self, event: TransportEvent) -> None:
         if isinstance(event, QRCode):
