@@ -1,30 +1,37 @@
-"""Session actors, their supervisor, and the WhatsApp transports."""
+"""Session actors, their supervisor, and the WhatsApp transports.
 
-from ._actor import ActorHost, ActorPolicy, ActorStatistics, Command, Connect, Disconnect, Logout, SessionActor
-from ._backoff import Backoff, CrashWindow
+The parts, one folder each: `core/` (actors, supervisor, outbox), `neonize/`
+and `sim/` (the transports; import them from `actors.neonize` and
+`actors.sim`). The vocabulary they share sits here: the `Transport` protocol
+and its events (`_transport`), outbound messages (`_messages`), JIDs (`_jid`).
+"""
+
 from ._jid import GROUP_SERVER, USER_SERVER, is_group_jid, phone_from_jid, split_jid, user_jid
 from ._messages import (
     ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, SendResult,
     TextContent,
 )
-from ._outbox import Claimed, OutboundQueue, Pacing, PrepareFailed, Sender
-from ._state import InvalidTransition, SessionState, check_transition
-from ._supervisor import Supervisor, SupervisorStatistics
 from ._transport import (
-    ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSink, GroupInfo, GroupParticipant,
-    LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout, ParticipantResult, Presence, QRCode,
-    Receipt, RecipientError, SessionSpec, Transport, TransportError, TransportEvent, TransportFactory,
+    ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo, GroupParticipant,
+    LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout,
+    ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec, Transport, TransportError,
+    TransportEvent, TransportFactory,
+)
+from .core import (
+    ActorHost, ActorPolicy, ActorStatistics, Backoff, Claimed, Command, Connect, CrashWindow, Disconnect,
+    InvalidTransition, Logout, OutboundQueue, Pacing, PrepareFailed, Sender, SessionActor, SessionState, Supervisor,
+    SupervisorStatistics, check_transition,
 )
 
 __all__ = [
     "GROUP_SERVER", "USER_SERVER",
-    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "Command", "Connect", "CrashWindow", "Disconnect",
-    "InvalidTransition", "Logout", "SessionActor", "SessionState", "Supervisor", "SupervisorStatistics",
-    "check_transition", "Claimed", "MediaToolMissing", "OutboundQueue", "Pacing", "PrepareFailed", "Sender",
-    "ChatPresence", "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "Disconnected",
-    "EventSink", "GroupInfo", "GroupParticipant", "LocationContent", "LoggedOut", "MediaContent",
-    "MessageReceived", "NotConnected", "OnWhatsApp", "OutboundMessage", "PairingCode", "PairingTimeout", "ParticipantResult",
-    "PollContent", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "SessionSpec",
-    "TextContent", "Transport", "TransportError", "TransportEvent", "TransportFactory", "is_group_jid",
-    "phone_from_jid", "split_jid", "user_jid",
+    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "ChatPresence", "Claimed", "Command", "Connect",
+    "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "CrashWindow", "Disconnect",
+    "Disconnected", "EventSendChannel", "GroupInfo", "GroupParticipant", "InvalidTransition", "LocationContent",
+    "LoggedOut", "Logout", "MediaContent", "MediaToolMissing", "MessageReceived", "NotConnected", "OnWhatsApp",
+    "OutboundMessage", "OutboundQueue", "Pacing", "PairingCode", "PairingTimeout", "ParticipantResult", "PollContent",
+    "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
+    "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
+    "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
+    "split_jid", "user_jid",
 ]

@@ -155,7 +155,8 @@ class ChatPresence(TransportEvent, tag="chat_presence", kw_only=True):
 
 AnyEvent = QRCode | PairingCode | Connected | Disconnected | LoggedOut | MessageReceived | Receipt | Presence | ChatPresence
 
-EventSink = trio.MemorySendChannel[TransportEvent]
+# Where `run` reports its events: the send side of a channel whose other end the actor reads.
+EventSendChannel = trio.MemorySendChannel[TransportEvent]
 
 
 # -- results ------------------------------------------------------------------
@@ -211,7 +212,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Transport(Protocol):
-    async def run(self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, events: EventSendChannel, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own one connection cycle; see the module docstring."""
 
     async def disconnect(self) -> None:

@@ -13,13 +13,13 @@ from ._config import Config
 @asynccontextmanager
 async def open_transport_factory(config: Config) -> AsyncIterator[TransportFactory]:
     if config.transport == "sim":
-        from actors._sim import open_sim_transport_factory
+        from actors.sim import open_sim_transport_factory
 
         async with open_sim_transport_factory(config.sim_url, data_dir=config.data_dir,
                                               pairing_deadline=config.pairing_timeout) as factory:
             yield factory
         return
-    from actors._neonize import NeonizeTransportFactory
+    from actors.neonize import NeonizeTransportFactory
 
     factory = NeonizeTransportFactory(data_dir=config.data_dir, pairing_deadline=config.pairing_timeout)
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import trio
 
 from actors import (
-    ConnectFailed, Connected, Disconnected, EventSink, LoggedOut, NotConnected, OutboundMessage, QRCode, Receipt,
+    ConnectFailed, Connected, Disconnected, EventSendChannel, LoggedOut, NotConnected, OutboundMessage, QRCode, Receipt,
     RecipientError, SendResult, SessionSpec,
 )
 
@@ -29,7 +29,7 @@ class FakeTransport:
     connected: bool = False
     _end: trio.Event = field(default_factory=trio.Event)
     _scan: trio.Event = field(default_factory=trio.Event)
-    _events: EventSink | None = None
+    _events: EventSendChannel | None = None
     _drop_reason: str | None = None
     _logout: bool = False
     paired_phone: str | None = None

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import trio
 
-from actors._sim import SimTransport, SimTransportFactory, open_sim_transport_factory
-from actors._transport import ConnectFailed, Connected, SessionSpec, TransportEvent
+from actors import ConnectFailed, Connected, SessionSpec, TransportEvent
+from actors.sim import SimTransport, SimTransportFactory, open_sim_transport_factory
 from bench.simulator import SimControl, SimulatorHandle, open_sim_control, serve_simulator
 
 E = TypeVar("E", bound=TransportEvent)

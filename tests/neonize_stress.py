@@ -36,9 +36,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors._neonize import NeonizeTransport, NeonizeTransportFactory  # noqa: E402
-from actors._rwlock import GO_LOCK, RWLock  # noqa: E402
-from actors._transport import ConnectFailed, NotConnected, SessionSpec  # noqa: E402
+from actors import ConnectFailed, NotConnected, SessionSpec  # noqa: E402
+from actors.neonize import GO_LOCK, NeonizeTransport, NeonizeTransportFactory, RWLock  # noqa: E402
 
 
 class NoLock(RWLock):

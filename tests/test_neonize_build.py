@@ -24,11 +24,11 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message  # noqa: E402
 from neonize.utils.enum import MediaType  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from actors._messages import (  # noqa: E402
-    ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, TextContent,
+from actors import (  # noqa: E402
+    ContactContent, LocationContent, MediaContent, MediaToolMissing, OutboundMessage, PollContent, ReplyTo,
+    TextContent, TransportError,
 )
-from actors._neonize_build import build_message, vcard  # noqa: E402
-from actors._transport import MediaToolMissing, TransportError  # noqa: E402
+from actors.neonize._build import build_message, vcard  # noqa: E402
 
 TO = "15551234567@s.whatsapp.net"
 GROUP = "120363001@g.us"

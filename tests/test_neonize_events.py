@@ -13,10 +13,10 @@ pb = pytest.importorskip("neonize.proto.Neonize_pb2")
 from neonize.exc import IsOnWhatsAppError, SendMessageError, SendPresenceError  # noqa: E402
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e  # noqa: E402
 
-from actors import _neonize_events as conv  # noqa: E402
-from actors._transport import (  # noqa: E402
+from actors import (  # noqa: E402
     ChatPresence, MessageReceived, NotConnected, Presence, Receipt, RecipientError, TransportError,
 )
+from actors.neonize import _events as conv  # noqa: E402
 
 
 def jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> pb.JID:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import trio
 
-from actors._rwlock import RWLock, RWLockStatistics
+from actors.neonize import RWLock, RWLockStatistics
 
 WAIT = 5.0  # seconds any single wait in a scenario may take
 

@@ -33,14 +33,13 @@ from neonize.exc import NeonizeError, SendMessageError  # noqa: E402
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message  # noqa: E402
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, MediaType, ParticipantChange, Presence  # noqa: E402
 
-from actors import _neonize  # noqa: E402
-from actors._messages import MediaContent, OutboundMessage, SendResult, TextContent  # noqa: E402
-from actors._neonize import NeonizeTransport, NeonizeTransportFactory  # noqa: E402
-from actors._rwlock import RWLock  # noqa: E402
-from actors._transport import (  # noqa: E402
-    ChatPresence as ChatPresenceEvent, ConnectFailed, Connected, Disconnected, LoggedOut, MessageReceived,
-    NotConnected, PairingTimeout, Presence as PresenceEvent, QRCode, Receipt, RecipientError, SessionSpec,
+from actors import (  # noqa: E402
+    ChatPresence as ChatPresenceEvent, ConnectFailed, Connected, Disconnected, LoggedOut, MediaContent,
+    MessageReceived, NotConnected, OutboundMessage, PairingTimeout, Presence as PresenceEvent, QRCode, Receipt,
+    RecipientError, SendResult, SessionSpec, TextContent,
 )
+from actors.neonize import NeonizeTransport, NeonizeTransportFactory, RWLock  # noqa: E402
+from actors.neonize import _transport as _neonize  # noqa: E402
 
 from .test_neonize_build import png  # noqa: E402
 

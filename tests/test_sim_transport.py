@@ -13,14 +13,12 @@ import msgspec
 import pytest
 import trio
 
-from actors._messages import (
-    ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, TextContent,
+from actors import (
+    ChatPresence, ConnectFailed, Connected, ContactContent, LocationContent, LoggedOut, MediaContent, MessageReceived,
+    NotConnected, OutboundMessage, PairingTimeout, PollContent, Presence, QRCode, Receipt, RecipientError, ReplyTo,
+    TextContent, TransportError,
 )
-from actors._sim import SimTransportFactory, open_sim_transport_factory
-from actors._transport import (
-    ChatPresence, ConnectFailed, Connected, LoggedOut, MessageReceived, NotConnected, PairingTimeout, Presence,
-    QRCode, Receipt, RecipientError, TransportError,
-)
+from actors.sim import SimTransportFactory, open_sim_transport_factory
 from bench.simulator import SimControlError, open_sim_control
 
 from ._procs import free_port

@@ -10,13 +10,10 @@ import sys
 import pytest
 import trio
 
-from actors._messages import OutboundMessage, TextContent
-from actors._sim import open_sim_transport_factory
-from actors._sim_link import SimLink
-from actors._transport import ConnectFailed, Connected, MessageReceived, QRCode
+from actors import ConnectFailed, Connected, MessageReceived, OutboundMessage, QRCode, TextContent
+from actors.sim import Attach, Creds, End, Paired, Push, SendOp, SimLink, open_sim_transport_factory
 from bench.simulator import Network, SimControlError, open_sim_control
 from bench.simulator import _network
-from bench.simulator._protocol import Attach, Creds, End, Paired, Push, SendOp
 from bench.simulator._server import Scheduler, parse_bind
 
 from ._procs import free_port

@@ -5,15 +5,25 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors import ActorPolicy, Backoff, SessionSpec, SessionState, Supervisor
+from actors import (
+    ActorPolicy, Backoff, Connect, ConnectFailed, Connected, Receipt, SessionActor, SessionSpec, SessionState,
+    Supervisor,
+)
 
-from ._fake_transport import FakeFactory, RecordingHost
+from ._fake_transport import FakeFactory, FakeTransport, RecordingHost
 
 NO_JITTER = Backoff(initial=1.0, maximum=8.0, multiplier=2.0, jitter=0.0)
 
 
 def spec(sid: str) -> SessionSpec:
     return SessionSpec(session_id=sid, phone_number="+15550000001")
+
+
+async def connect(sup: Supervisor, session: SessionSpec, *, state: SessionState) -> SessionActor:
+    """Start supervising the session and ask its actor to connect, as the gateway does."""
+    actor = await sup.start(session, state=state)
+    sup.send_nowait(session.session_id, Connect())
+    return actor
 
 
 async def open_supervisor(nursery, factory, host, **kw) -> Supervisor:
@@ -27,7 +37,7 @@ async def test_connect_reaches_connected_and_persists_each_state(autojump_clock)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            actor = await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            actor = await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             assert host.states["a"] == [("CONNECTING", None), ("CONNECTED", None)]
             assert actor.require_connected() is factory.transports["a"]
@@ -44,7 +54,7 @@ async def test_crash_restarts_with_growing_backoff(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=5, crash_window=1000)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             runs = factory.transports["a"].runs
             gaps = [b - a for a, b in zip(runs, runs[1:])]
@@ -60,7 +70,7 @@ async def test_crash_loop_is_failed_with_reason(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=3, crash_window=60)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             state, reason = host.states["a"][-1]
             assert "crash loop" in reason and "segfault in Go" in reason
@@ -74,7 +84,7 @@ async def test_crashes_spread_out_are_not_a_loop(autojump_clock):
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=2, crash_window=10)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             await trio.sleep(30)  # window passes
             factory.transports["a"].script = ["crash:y", "connect"]
@@ -93,7 +103,7 @@ async def test_crash_in_one_session_leaves_others_connected(autojump_clock):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host, max_crashes=3, crash_window=60)
             for sid in ("good1", "good2", "bad"):
-                await sup.connect(spec(sid), state=SessionState.DISCONNECTED)
+                await connect(sup, spec(sid), state=SessionState.DISCONNECTED)
             await host.wait_state("bad", "FAILED")
             for sid in ("good1", "good2"):
                 assert host.last(sid) == "CONNECTED"
@@ -108,7 +118,7 @@ async def test_stop_is_clean_and_leaves_no_task(autojump_clock):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
             for sid in ("a", "b"):
-                await sup.connect(spec(sid), state=SessionState.DISCONNECTED)
+                await connect(sup, spec(sid), state=SessionState.DISCONNECTED)
                 await host.wait_state(sid, "CONNECTED")
             await sup.stop("a")
             assert sup.get("a") is None and factory.transports["a"].cancelled_runs == 1
@@ -137,7 +147,7 @@ async def test_never_connected_session_fails_after_attempts(autojump_clock):
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "FAILED")
             assert len(factory.transports["a"].runs) == 3
             assert host.states["a"][-1] == ("FAILED", "failed to dial whatsapp web websocket: no such host")
@@ -157,7 +167,7 @@ async def test_connected_session_reconnects_forever_with_backoff(autojump_clock)
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             t = factory.transports["a"]
             t.drop("simulator went away")
@@ -185,7 +195,7 @@ async def test_qr_then_scan(autojump_clock):
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            actor = await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            actor = await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             while actor.qr is None:
                 await actor.qr_changed.wait()
             assert actor.qr.startswith("2@") and actor.state is SessionState.CONNECTING
@@ -200,7 +210,7 @@ async def test_transport_level_blip_and_logout(autojump_clock):
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             sup = await open_supervisor(nursery, factory, host)
-            await sup.connect(spec("a"), state=SessionState.DISCONNECTED)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
             await host.wait_state("a", "CONNECTED")
             await factory.transports["a"].blip()
             await trio.sleep(1)
@@ -211,8 +221,6 @@ async def test_transport_level_blip_and_logout(autojump_clock):
 
 
 async def test_full_mailbox_is_an_error_not_a_drop(autojump_clock):
-    from actors import Connect
-
     factory, host = FakeFactory(["hang"]), RecordingHost()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -224,4 +232,36 @@ async def test_full_mailbox_is_an_error_not_a_drop(autojump_clock):
                     sup.send_nowait("a", Connect())
             with pytest.raises(KeyError):
                 sup.send_nowait("nobody", Connect())
+            nursery.cancel_scope.cancel()
+
+
+class ConnectedThenDropped(FakeTransport):
+    """Queues Connected and a receipt, then fails at once: a login that drops right away."""
+
+    async def run(self, events, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.runs.append(trio.current_time())
+        task_status.started()
+        events.send_nowait(Connected(jid=f"{self.spec.session_id}@s.whatsapp.net"))
+        events.send_nowait(Receipt(message_ids=["m1"], chat="x@s.whatsapp.net", type="delivered", timestamp_ms=1))
+        raise ConnectFailed("dropped right after login")
+
+
+class SlowHost(RecordingHost):
+    async def transport_event(self, session_id, event) -> None:
+        await trio.sleep(1)  # the pump is busy while the connection cycle has already failed
+        await super().transport_event(session_id, event)
+
+
+async def test_events_queued_before_a_failure_are_handled_before_it(autojump_clock):
+    factory, host = FakeFactory(), SlowHost()
+    factory.create = lambda s: factory.transports.setdefault(s.session_id, ConnectedThenDropped(s, []))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            sup = await open_supervisor(nursery, factory, host)
+            await connect(sup, spec("a"), state=SessionState.DISCONNECTED)
+            await host.wait_state("a", "DISCONNECTED")
+            assert host.states["a"] == [("CONNECTING", None), ("CONNECTED", None),
+                                        ("DISCONNECTED", "dropped right after login")]
+            assert [type(e).__name__ for _, e in host.events] == ["Connected", "Receipt"]
+            assert trio.current_time() == pytest.approx(2.0)  # both slow events, and no polling on top
             nursery.cancel_scope.cancel()

@@ -3,7 +3,7 @@
 Run it with `gateway simulator --bind 127.0.0.1:8765 [--autopair SECONDS]
 [--receipt-delay SECONDS]`, or in-process with
 `handle = await nursery.start(serve_simulator, "127.0.0.1", 0)`. Gateways
-reach it through the `sim` transport (`actors._sim`, `GATEWAY_TRANSPORT=sim`);
+reach it through the `sim` transport (`actors.sim`, `GATEWAY_TRANSPORT=sim`);
 tests and bench steer it with `bench.simulator.control.open_sim_control`.
 
 Behaviour
@@ -48,13 +48,14 @@ Behaviour
   distinct, duplicates) and `statistics()` / control `stats`.
 
 Design: one websocket *link* per gateway process multiplexes all its sessions
-(see `_protocol.py` for frames, batching and credit-based flow control).
+(see `actors/sim/_protocol.py` for frames, batching and credit-based flow control).
 Delivery is at-least-once: events a session had not acknowledged when its link
 dropped are delivered again, with the same message id.
 """
 
+from actors.sim import Creds, RecordCounts, RecordEntry, SessionInfo, SimStats
+
 from ._network import Network
-from ._protocol import Creds, RecordCounts, RecordEntry, SessionInfo, SimStats
 from ._server import SimulatorHandle, run_simulator_cli, serve_simulator
 from .control import SimControl, SimControlError, open_sim_control
 

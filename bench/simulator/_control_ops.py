@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._messages import OutboundMessage, TextContent
+from actors import OutboundMessage, TextContent
+from actors.sim import RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats
 
 from ._model import OpError, Slot, jid_of, normalize_phone
 from ._network import Network
-from ._protocol import RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats
 
 
 class ControlOps:

@@ -13,13 +13,11 @@ from typing import Protocol
 
 import msgspec
 
-from actors._jid import phone_from_jid, user_jid
-from actors._messages import (
-    ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent,
+from actors import (
+    ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent, TransportEvent,
+    phone_from_jid, user_jid,
 )
-from actors._transport import TransportEvent
-
-from ._protocol import Frame
+from actors.sim import Frame
 
 RECORD_TEXT_CHARS = 256
 

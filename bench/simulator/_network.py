@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors._jid import is_group_jid
-from actors._transport import Connected, LoggedOut, MessageReceived, QRCode, Receipt, TransportEvent
+from actors import Connected, LoggedOut, MessageReceived, QRCode, Receipt, TransportEvent, is_group_jid
+from actors.sim import (
+    DEFAULT_WINDOW, Attach, Creds, End, Paired, Push, RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats,
+)
 
 from ._model import (
     Account, Device, Item, OpError, Outbox, ReceiptTicket, Slot, describe, jid_of, new_message_id, new_pair_code,
     new_qr_code, normalize_phone, record_text, recipient_error,
-)
-from ._protocol import (
-    DEFAULT_WINDOW, Attach, Creds, End, Paired, Push, RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats,
 )
 from ._social import SocialMixin
 

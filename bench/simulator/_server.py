@@ -18,13 +18,14 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from ._control_ops import ControlOps
-from ._model import OpError, Slot
-from ._network import DEFAULT_QR_INTERVAL, Network
-from ._protocol import (
+from actors.sim import (
     CONTROL_PATH, MAX_MESSAGE_SIZE, NIL, PROTOCOL_VERSION, Ack, Attach, Call, ControlReply, Detach, Frame, Hello,
     Reply, Welcome, client_frames_decoder, control_encoder, control_request_decoder, link_encoder,
 )
+
+from ._control_ops import ControlOps
+from ._model import OpError, Slot
+from ._network import DEFAULT_QR_INTERVAL, Network
 
 log = logging.getLogger("bench.simulator")
 

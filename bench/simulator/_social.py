@@ -11,17 +11,16 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from actors._jid import phone_from_jid
-from actors._messages import SendResult
-from actors._transport import (
-    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, OnWhatsApp, ParticipantResult, Presence,
+from actors import (
+    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, OnWhatsApp, ParticipantResult, Presence, SendResult,
+    phone_from_jid,
 )
-
-from ._model import Account, Group, OpError, Outbox, jid_of, normalize_phone, recipient_error
-from ._protocol import (
+from actors.sim import (
     AnyOp, ContactsOp, CreateGroupOp, GroupInfoOp, LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, PairPhoneOp,
     SendOp, SendPresenceOp, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
 )
+
+from ._model import Account, Group, OpError, Outbox, jid_of, normalize_phone, recipient_error
 
 if TYPE_CHECKING:
     from ._network import Network

@@ -22,7 +22,7 @@ import msgspec
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from ._protocol import (
+from actors.sim import (
     CONTROL_PATH, ControlRequest, RecordCounts, RecordEntry, SessionInfo, SimStats, control_encoder,
     control_reply_decoder,
 )

@@ -36,19 +36,18 @@ from typing import Final
 
 import trio
 
-from bench.simulator._protocol import (
+from .._messages import OutboundMessage, SendResult
+from .._transport import (
+    ConnectFailed, Connected, ContactInfo, EventSendChannel, GroupInfo, NotConnected, OnWhatsApp, PairingTimeout,
+    ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
+)
+from ._link import SimLink, SimLinkStatistics
+from ._protocol import (
     CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, End, GroupInfoOp,
     LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, SendOp, SendPresenceOp,
     ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
 )
-
-from ._messages import OutboundMessage, SendResult
-from ._sim_link import SimLink, SimLinkStatistics
-from ._sim_store import SimDeviceStore
-from ._transport import (
-    ConnectFailed, Connected, ContactInfo, EventSink, GroupInfo, NotConnected, OnWhatsApp, PairingTimeout,
-    ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
-)
+from ._store import SimDeviceStore
 
 log = logging.getLogger("actors.sim")
 
@@ -127,7 +126,7 @@ class SimTransport:
         self._connected = False
         self._end: tuple[str, str] | None = None  # (kind, reason) once this run is over
         self._send: trio.MemorySendChannel[ServerFrame] | None = None
-        self._events: EventSink | None = None
+        self._events: EventSendChannel | None = None
         self._buffered = False  # frames wait in `_send` for `run` to forward: keep order, go through it
         self._generation = -1
         self._wait_scope: trio.CancelScope | None = None
@@ -139,7 +138,8 @@ class SimTransport:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def run(self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, events: EventSendChannel, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._running:
             raise RuntimeError(f"run is already running for session {self.session_id}")
         if self._factory.closed:
@@ -152,7 +152,7 @@ class SimTransport:
             self._running = self._connected = False
             self._send = None
 
-    async def _run(self, events: EventSink) -> None:
+    async def _run(self, events: EventSendChannel) -> None:
         link = self._link
         link.want()
         with trio.move_on_after(self._factory.connect_timeout) as self._wait_scope:

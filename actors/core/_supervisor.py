@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
-from ._actor import ActorHost, ActorPolicy, Command, Connect, Disconnect, Logout, SessionActor
+from .._transport import SessionSpec, Transport, TransportFactory
+from ._actor import ActorHost, ActorPolicy, Command, Disconnect, Logout, SessionActor
 from ._backoff import Backoff, CrashWindow
 from ._outbox import OutboundQueue
 from ._state import SessionState
-from ._transport import SessionSpec, Transport, TransportFactory
 
 log = logging.getLogger("actors.supervisor")
 
@@ -121,11 +121,6 @@ class Supervisor:
     def send_nowait(self, session_id: str, command: Command) -> None:
         """Hand a command to a running actor. Raises KeyError if none, trio.WouldBlock if its mailbox is full."""
         self._entries[session_id].mailbox_send.send_nowait(command)
-
-    async def connect(self, spec: SessionSpec, *, state: SessionState) -> SessionActor:
-        actor = await self.start(spec, state=state)
-        self.send_nowait(spec.session_id, Connect())
-        return actor
 
     async def disconnect(self, session_id: str, *, logout: bool = False) -> None:
         """Ask the actor to disconnect (or log out) and wait until it has."""

@@ -35,8 +35,8 @@ from typing import Protocol
 import msgspec
 import trio
 
-from ._messages import OutboundMessage, SendResult
-from ._transport import ConnectFailed, NotConnected, Transport, TransportError
+from .._messages import OutboundMessage, SendResult
+from .._transport import ConnectFailed, NotConnected, Transport, TransportError
 
 log = logging.getLogger("actors.outbox")
 

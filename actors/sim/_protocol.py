@@ -1,5 +1,8 @@
 """Wire frames shared by the simulator and its clients (the `sim` transport, the control client).
 
+They live in actors, beside the `sim` transport, so that actors never imports
+bench; the simulator (`bench.simulator`) imports them from `actors.sim`.
+
 Two websocket paths:
 
 - `/` (any path but `/control`) is a **link**: one per gateway process, carrying
@@ -27,8 +30,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from actors._messages import OutboundMessage
-from actors._transport import AnyEvent, ParticipantAction
+from .._messages import OutboundMessage
+from .._transport import AnyEvent, ParticipantAction
 
 PROTOCOL_VERSION: Final = 1
 CONTROL_PATH: Final = "/control"

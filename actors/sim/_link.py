@@ -24,13 +24,12 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from bench.simulator._protocol import (
+from .._messages import MediaContent
+from .._transport import NotConnected, RecipientError, TransportError
+from ._protocol import (
     MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Ack, Call, Frame, Hello, Reply, SendOp, ServerFrame, Welcome, link_encoder,
     server_frames_decoder,
 )
-
-from ._messages import MediaContent
-from ._transport import NotConnected, RecipientError, TransportError
 
 log = logging.getLogger("actors.sim")
 

@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from bench.simulator._protocol import Creds
-
-from ._transport import ConnectFailed
+from .._transport import ConnectFailed
+from ._protocol import Creds
 
 _decoder: Final = msgspec.json.Decoder(Creds)
 _encoder: Final = msgspec.json.Encoder()

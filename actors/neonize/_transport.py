@@ -51,25 +51,23 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
 import trio
 
-from ._messages import OutboundMessage, SendResult
-from ._neonize_attempt import Attempt, nz
-from ._neonize_callbacks import GoCallbacks
-from ._rwlock import GO_LOCK, RWLock
-from ._transport import (
-    ConnectFailed, ContactInfo, EventSink, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
+from .._messages import OutboundMessage, SendResult
+from .._transport import (
+    ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
     ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
 )
+from ._attempt import Attempt, nz
+from ._callbacks import GoCallbacks
+from ._rwlock import GO_LOCK, RWLock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors._neonize")  # one logger for the transport, its attempts and callbacks
 
 PAIRING_DEADLINE: Final = 120.0  # seconds from run() start for an unpaired session
 STOP_TIMEOUT: Final = 15.0  # seconds to wait for connect() to return after stop
@@ -77,14 +75,13 @@ STOP_SETTLE: Final = 2.0  # longest exclusive hold after Stop, waiting for Go's 
 START_HOLD_CAP: Final = 3.0  # longest exclusive hold for a connect start (seconds)
 PAIR_PHONE_WAIT: Final = 20.0  # seconds pair_phone waits for the first QR code
 MAX_CONCURRENT_CALLS: Final = 16  # Go calls in flight per factory
-_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 _clients: dict[str, Any] = {}  # session id (Go uuid) → NewClient, for the life of the process
 _clients_guard = threading.Lock()
 
 
 class NeonizeTransport(GoCallbacks):
-    """A `Transport` over one neonize client; see the module docstring and `_transport`."""
+    """A `Transport` over one neonize client; see the module docstring and `actors/_transport.py`."""
 
     def __init__(self, spec: SessionSpec, *, client: Any, lock: RWLock = GO_LOCK,
                  pairing_deadline: float = PAIRING_DEADLINE, stop_timeout: float = STOP_TIMEOUT,
@@ -108,7 +105,8 @@ class NeonizeTransport(GoCallbacks):
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def run(self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, events: EventSendChannel, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._closed:
             raise ConnectFailed("transport is closed", retryable=False)
         if self._running:
@@ -354,60 +352,3 @@ def _group(jid: str) -> Any:
     if not jid.endswith("@g.us"):
         raise RecipientError(f"not a group JID: {jid!r}")
     return nz().conv.parse_jid(jid)
-
-
-class NeonizeTransportFactory:
-    """Makes one NeonizeTransport per session id and stops them all on `aclose`.
-
-    `store_name(spec)` names a session's device store; the default is
-    `<data_dir>/neonize/<session_id>.sqlite3`. A shared PostgreSQL store
-    (`postgres...`) would need each session's JID to avoid resuming another
-    session's device, and is refused until sessions persist their JID.
-    """
-
-    def __init__(self, *, data_dir: str, pairing_deadline: float = PAIRING_DEADLINE,
-                 store_name: Callable[[SessionSpec], str] | None = None, stop_timeout: float = STOP_TIMEOUT,
-                 start_hold_cap: float = START_HOLD_CAP, max_concurrent_calls: int = MAX_CONCURRENT_CALLS,
-                 lock: RWLock = GO_LOCK) -> None:
-        nz()  # import neonize now, after the gateway configured logging
-        self._data_dir = Path(data_dir)
-        self._store_name = store_name or self._default_store
-        self._options = {"lock": lock, "pairing_deadline": pairing_deadline, "stop_timeout": stop_timeout,
-                         "start_hold_cap": start_hold_cap}
-        self._limiter = trio.CapacityLimiter(max_concurrent_calls)
-        self._transports: dict[str, NeonizeTransport] = {}
-        self._closed = False
-
-    def _default_store(self, spec: SessionSpec) -> str:
-        return str(self._data_dir / "neonize" / f"{spec.session_id}.sqlite3")
-
-    def create(self, spec: SessionSpec) -> NeonizeTransport:
-        """The session's transport; the same object for the same session id (its client must not churn)."""
-        if self._closed:
-            raise RuntimeError("transport factory is closed")
-        if (existing := self._transports.get(spec.session_id)) is not None:
-            return existing
-        if not _SESSION_ID.fullmatch(spec.session_id):
-            raise ValueError(f"session id not usable as a neonize key: {spec.session_id!r}")
-        store = self._store_name(spec)
-        if store.startswith("postgres"):
-            raise ValueError("a shared PostgreSQL device store needs per-session JIDs; not supported yet")
-        Path(store).parent.mkdir(parents=True, exist_ok=True)
-        with _clients_guard:
-            client = _clients.get(spec.session_id)
-            if client is None:
-                client = _clients[spec.session_id] = nz().NewClient(store, uuid=spec.session_id)
-                finalizer = getattr(client, "_stop_finalizer", None)  # weakref.finalize → Stop(uuid)
-                if finalizer is not None:
-                    finalizer.detach()  # only ever stop under the lock
-            elif client.name != store:
-                raise ValueError(f"session {spec.session_id!r} already uses the device store {client.name!r}")
-        transport = NeonizeTransport(spec, client=client, limiter=self._limiter, **self._options)
-        self._transports[spec.session_id] = transport
-        return transport
-
-    async def aclose(self) -> None:
-        self._closed = True
-        async with trio.open_nursery() as nursery:
-            for transport in self._transports.values():
-                nursery.start_soon(transport.aclose)

@@ -18,24 +18,24 @@ from typing import Any
 
 import trio
 
+from .._transport import ConnectFailed, EventSendChannel, TransportEvent
 from ._rwlock import RWLock
-from ._transport import ConnectFailed, EventSink, TransportEvent
 
 log = logging.getLogger("actors._neonize")
 
 
 @functools.cache
 def nz() -> Any:
-    """neonize and the modules that import it, loaded on first use (see `_neonize` on logging)."""
+    """neonize and the modules that import it, loaded on first use (see `_transport` on logging)."""
     import neonize.client
     import neonize.events
     import neonize.exc
     import neonize.utils.enum
 
-    from . import _neonize_build, _neonize_events
+    from . import _build, _events
     return types.SimpleNamespace(NewClient=neonize.client.NewClient, ev=neonize.events,
                                  NeonizeError=neonize.exc.NeonizeError, enum=neonize.utils.enum,
-                                 build=_neonize_build, conv=_neonize_events)
+                                 build=_build, conv=_events)
 
 
 def go_callback(fn: Callable[..., None]) -> Callable[..., None]:
@@ -51,7 +51,7 @@ def go_callback(fn: Callable[..., None]) -> Callable[..., None]:
 class Attempt:
     """One connect() call. Trio-side fields change on the trio thread only (threads `post`)."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken, events: EventSink, started_at: float) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken, events: EventSendChannel, started_at: float) -> None:
         self.token, self.events, self.started_at = token, events, started_at
         self.wakeup = trio.Event()
         self.launched = self.go_ready = self.connected_once = self.paired = False

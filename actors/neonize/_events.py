@@ -1,7 +1,7 @@
 """neonize → transport: JIDs, incoming events and Go errors. Pure functions, no I/O.
 
 Importing this module imports neonize, which calls `logging.basicConfig`; only
-`_neonize` imports it, lazily (see that module's docstring).
+`_transport` imports it, lazily (see that module's docstring).
 
 Units, read from neonize's Go encoder (`goneonize/utils/encoder.go`):
 `MessageInfo.Timestamp` is in milliseconds; `Receipt.Timestamp`,
@@ -16,8 +16,8 @@ from typing import Any
 
 from neonize.proto import Neonize_pb2 as pb
 
-from ._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
-from ._transport import (
+from .._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
+from .._transport import (
     ChatPresence, ContactInfo, GroupInfo, GroupParticipant, MessageReceived, NotConnected, OnWhatsApp,
     ParticipantResult, Presence, Receipt, RecipientError, TransportError,
 )

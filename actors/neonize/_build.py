@@ -12,7 +12,7 @@ animated stickers other than ready-made animated WebP need ffmpeg. A missing
 tool raises `MediaToolMissing` before anything is uploaded. The tools run as
 subprocesses with a timeout on a temporary file.
 
-Importing this module imports neonize (see `_neonize` on logging).
+Importing this module imports neonize (see `_transport` on logging).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
 from neonize.utils.enum import MediaType
 from PIL import Image, UnidentifiedImageError
 
-from ._jid import is_group_jid
-from ._messages import (
+from .._jid import is_group_jid
+from .._messages import (
     ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent,
 )
-from ._transport import MediaToolMissing, TransportError
+from .._transport import MediaToolMissing, TransportError
 
 Upload = Callable[[bytes, MediaType], UploadResponse]
 

@@ -23,13 +23,13 @@ from typing import Final, Protocol
 import msgspec
 import trio
 
+from .._transport import (
+    ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingTimeout, QRCode, SessionSpec, Transport,
+    TransportEvent,
+)
 from ._backoff import Backoff
 from ._outbox import OutboundQueue, Pacing, Sender
 from ._state import SessionState, check_transition
-from ._transport import (
-    ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingCode, PairingTimeout, QRCode,
-    SessionSpec, Transport, TransportEvent,
-)
 
 log = logging.getLogger("actors.session")
 
@@ -110,8 +110,6 @@ class SessionActor:
         self.state = SessionState.DISCONNECTED if state in live else state
         self.reason: str | None = None
         self.qr: str | None = None
-        self.pairing_code: str | None = None
-        self.own_jid: str | None = None
         self._host = host
         self._mailbox = mailbox
         self._policy = policy
@@ -122,6 +120,7 @@ class SessionActor:
         self._state_lock = trio.Lock()
         self._events_send, self._events_recv = trio.open_memory_channel[TransportEvent](policy.event_buffer)
         self._pump_busy = False
+        self._pump_drained = trio.Event()  # set (then replaced) whenever the pump has handled all queued events
         self._conn_scope: trio.CancelScope | None = None
         self._conn_done: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
@@ -262,7 +261,7 @@ class SessionActor:
     async def _events_settled(self) -> None:
         """Let the pump handle what the transport queued before it failed (a late Connected)."""
         while self._events_recv.statistics().current_buffer_used or self._pump_busy:
-            await trio.sleep(0.001)
+            await self._pump_drained.wait()
 
     # -- events ----------------------------------------------------------------
 
@@ -278,6 +277,9 @@ class SessionActor:
             finally:
                 self._pump_busy = False
                 self._events_handled += 1
+                if not self._events_recv.statistics().current_buffer_used:
+                    self._pump_drained.set()
+                    self._pump_drained = trio.Event()
 
     async def _on_event(self, event: TransportEvent) -> None:
         if isinstance(event, QRCode):
@@ -286,12 +288,8 @@ class SessionActor:
             self.qr_changed = trio.Event()
             if self.state is not SessionState.CONNECTING:
                 await self._set_state(SessionState.CONNECTING, None)
-        elif isinstance(event, PairingCode):
-            self.pairing_code = event.code
         elif isinstance(event, Connected):
             self.qr = None
-            self.pairing_code = None
-            self.own_jid = event.jid
             self._ever_connected = True
             self._failures = 0
             await self._set_state(SessionState.CONNECTED, None)

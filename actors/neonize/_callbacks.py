@@ -1,6 +1,6 @@
 """What Go calls: the neonize transport's event handlers, run on a session's connect thread.
 
-A mixin of `NeonizeTransport` (`_neonize`), split out to keep the Go-thread side
+A mixin of `NeonizeTransport` (`_transport`), split out to keep the Go-thread side
 apart from the trio side. Handlers hand events to trio through the attempt
 (`Attempt.deliver`, with backpressure) and report what ends a connection
 through `Attempt.post`; they never raise (see `go_callback`).
@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._jid import phone_from_jid
-from ._neonize_attempt import Attempt, go_callback, nz
+from .._jid import phone_from_jid
+from .._transport import ConnectFailed, Connected, Disconnected, QRCode, TransportEvent
+from ._attempt import Attempt, go_callback, nz
 from ._rwlock import RWLock
-from ._transport import ConnectFailed, Connected, Disconnected, QRCode, TransportEvent
 
 log = logging.getLogger("actors._neonize")
 
