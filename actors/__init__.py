@@ -8,8 +8,8 @@ and its events (`_transport`), outbound messages (`_messages`), JIDs (`_jid`).
 
 from ._jid import GROUP_SERVER, USER_SERVER, is_group_jid, phone_from_jid, split_jid, user_jid
 from ._messages import (
-    ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, SendResult,
-    TextContent,
+    MEDIA_TOOLS, ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, SendResult,
+    TextContent, missing_media_tools, missing_tools,
 )
 from ._transport import (
     ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo, GroupParticipant,
@@ -24,7 +24,7 @@ from .core import (
 )
 
 __all__ = [
-    "GROUP_SERVER", "USER_SERVER",
+    "GROUP_SERVER", "MEDIA_TOOLS", "USER_SERVER", "missing_media_tools", "missing_tools",
     "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "ChatPresence", "Claimed", "Command", "Connect",
     "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "CrashWindow", "Disconnect",
     "Disconnected", "EventSendChannel", "GroupInfo", "GroupParticipant", "InvalidTransition", "LocationContent",

@@ -7,9 +7,23 @@ already fetched and checked when it gets here: transports get bytes, never URLs.
 
 from __future__ import annotations
 
-from typing import Literal
+import shutil
+from typing import Final, Literal
 
 import msgspec
+
+# The host tools a media kind needs with the real transport (duration, thumbnail, conversion).
+MEDIA_TOOLS: Final[dict[str, tuple[str, ...]]] = {"video": ("ffmpeg", "ffprobe"), "audio": ("ffprobe",)}
+
+
+def missing_tools(*tools: str) -> list[str]:
+    """Which of `tools` are not installed on this host (the one place that asks)."""
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def missing_media_tools(kind: str) -> list[str]:
+    """The tools `kind` needs (`MEDIA_TOOLS`) that are missing here."""
+    return missing_tools(*MEDIA_TOOLS.get(kind, ()))
 
 
 class _Content(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

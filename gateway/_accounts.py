@@ -6,7 +6,7 @@ import re
 from typing import Final
 
 from ._security import CredentialKind, hash_password, new_credential, new_id
-from ._clock import now_ms
+from ._clock import SYSTEM_CLOCK, Clock
 from .store import ApiToken, Store, StoreConflict, User
 
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -26,14 +26,15 @@ def normalize_email(email: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
 
     async def create_user(self, email: str, password: str) -> User:
         email = normalize_email(email)
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise AccountError(f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
-        user = User(id=new_id(), email=email, password_hash=hash_password(password), created_at=now_ms())
+        user = User(id=new_id(), email=email, password_hash=hash_password(password), created_at=self._clock.now_ms())
         try:
             await self._store.create_user(user)
         except StoreConflict:
@@ -49,6 +50,6 @@ class Accounts:
         if user is None:
             raise AccountError(f"no user with email {email}")
         cred = new_credential(CredentialKind.PAT)
-        token = ApiToken(id=cred.id, user_id=user.id, name=name, secret_hash=cred.secret_hash, created_at=now_ms())
+        token = ApiToken(id=cred.id, user_id=user.id, name=name, secret_hash=cred.secret_hash, created_at=self._clock.now_ms())
         await self._store.create_token(token)
         return token, cred.plaintext

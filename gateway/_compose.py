@@ -13,12 +13,14 @@ the store read that a `replyTo` needs. Both raise `ValidationError` (or
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from typing import Any, Final
 
 import msgspec
 
-from actors import ContactContent, Content, LocationContent, MediaContent, PollContent, ReplyTo, TextContent, is_group_jid
+from actors import (
+    ContactContent, Content, LocationContent, MediaContent, PollContent, ReplyTo, TextContent, is_group_jid,
+    missing_media_tools,
+)
 
 from ._media import MediaError, check_size, decode_base64, resolve_mimetype
 from ._netguard import UnsafeURL, check_url_on_save
@@ -30,7 +32,6 @@ from .store import Store
 
 MAX_SCHEDULE_AHEAD_MS: Final = 30 * 24 * 3600 * 1000
 MEDIA_KINDS: Final = frozenset({"image", "video", "audio", "document", "sticker"})
-_NEEDS_FFMPEG: Final = {"video": ("ffmpeg", "ffprobe"), "audio": ("ffprobe",)}
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,7 +146,7 @@ class Composer:
 
     async def _media(self, media: Any, kind: str, path: str) -> tuple[Content | None, MediaRef | None]:
         if self._needs_ffmpeg:
-            missing = [t for t in _NEEDS_FFMPEG.get(kind, ()) if shutil.which(t) is None]
+            missing = missing_media_tools(kind)
             if missing:
                 raise MediaToolUnavailable(
                     f"{kind} messages need {' and '.join(missing)} on the gateway host; install ffmpeg "

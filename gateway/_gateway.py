@@ -142,7 +142,7 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
                         needs_ffmpeg=config.transport == "whatsapp")
     auth = Authenticator(store, ttl=config.auth_cache_ttl)
     return Gateway(
-        config=config, clock=clock, store=store, auth=auth, accounts=Accounts(store),
+        config=config, clock=clock, store=store, auth=auth, accounts=Accounts(store, clock=clock),
         sessions=Sessions(store, auth, control, rates, allow_private_urls=config.allow_private_urls, clock=clock),
         bus=bus, control=control, supervisor=supervisor, outbound=outbound, rates=rates,
         messages=Messages(store, gate, rates, composer, queue_ttl=config.queue_ttl, clock=clock),

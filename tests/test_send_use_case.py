@@ -84,7 +84,7 @@ def calls(monkeypatch) -> Calls:
 
     monkeypatch.setattr(trio.socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr("gateway._compose.decode_base64", decode_base64)
-    monkeypatch.setattr("gateway._compose.shutil.which", which)
+    monkeypatch.setattr("shutil.which", which)
     return calls
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -37,7 +36,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .._jid import is_group_jid
 from .._messages import (
-    ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent,
+    MEDIA_TOOLS, ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent,
+    missing_tools,
 )
 from .._transport import MediaToolMissing, TransportError
 
@@ -128,7 +128,7 @@ def poll_message(content: PollContent, ctx: ContextInfo | None) -> Message:
 # -- media ------------------------------------------------------------------------
 
 def require_tools(kind: str, *tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = missing_tools(*tools)
     if missing:
         raise MediaToolMissing(f"{kind} messages need {' and '.join(tools)}, which is not installed "
                                f"(missing: {', '.join(missing)})")
@@ -148,7 +148,7 @@ def _image(c: MediaContent, view_once: bool, ctx: ContextInfo | None, upload: Up
 
 
 def _video(c: MediaContent, view_once: bool, ctx: ContextInfo | None, upload: Upload) -> Message:
-    require_tools("video", "ffmpeg", "ffprobe")
+    require_tools("video", *MEDIA_TOOLS["video"])
     info = probe(c.data)
     thumb = video_thumbnail(c.data)
     up = upload(c.data, MediaType.MediaVideo)
@@ -158,7 +158,7 @@ def _video(c: MediaContent, view_once: bool, ctx: ContextInfo | None, upload: Up
 
 
 def _audio(c: MediaContent, view_once: bool, ctx: ContextInfo | None, upload: Upload) -> Message:
-    require_tools("audio", "ffprobe")
+    require_tools("audio", *MEDIA_TOOLS["audio"])
     info = probe(c.data)
     up = upload(c.data, MediaType.MediaAudio)
     return Message(audioMessage=AudioMessage(

@@ -12,7 +12,6 @@ from actors import GroupInfo, OnWhatsApp, is_group_jid, phone_from_jid, user_jid
 
 from .._phone import phone_at, recipient_at
 from ..errors import NotFound, SessionNotConnected, Unauthorized, ValidationError, WhatsAppError
-from .._clock import now_ms
 from ..store import ContactRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live
@@ -152,7 +151,7 @@ def _register_contacts(api: Api) -> None:
     async def upsert_contact(ctx: Ctx) -> Contact:
         """Create or update a contact, keyed by its phone number."""
         phone = phone_at(ctx.body.phone_number, "$.phoneNumber")
-        at = now_ms()
+        at = ctx.gateway.clock.now_ms()
         stored = await ctx.gateway.store.upsert_contact(ContactRecord(
             session_id=ctx.session.session_id, phone_number=phone, name=ctx.body.name, created_at=at, updated_at=at))
         return contact_out(stored)

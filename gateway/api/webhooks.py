@@ -13,7 +13,6 @@ from .._auth import SessionPrincipal
 from .._events import make_event
 from .._security import new_webhook_secret
 from ..errors import Conflict, GatewayError, NotFound, SessionNotFound, Unauthorized, ValidationError
-from .._clock import now_ms
 from ..store import iso_ms
 from ..webhooks import Delivery, DeliveryStatus
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
@@ -105,7 +104,7 @@ def register(api: Api) -> None:
         d = await _own_delivery(ctx, delivery_id)
         if d.status is DeliveryStatus.PENDING:
             raise Conflict("This delivery is still pending; it will be attempted on its schedule")
-        again = await ctx.gateway.store.redeliver(d.id, now_ms())
+        again = await ctx.gateway.store.redeliver(d.id, ctx.gateway.clock.now_ms())
         ctx.gateway.dispatcher.wake()
         return delivery_out(again)
 
@@ -128,7 +127,7 @@ def register(api: Api) -> None:
         secret they were signed with."""
         await ctx.gateway.sessions.get(ctx.principal, session_id)
         record = await ctx.gateway.store.update_session(session_id, {"webhook_secret": new_webhook_secret()},
-                                                        now_ms())
+                                                        ctx.gateway.clock.now_ms())
         if record is None:
             raise SessionNotFound()
         return WebhookSecret(webhook_secret=record.webhook_secret)

@@ -14,7 +14,7 @@ from ._ports import (
 )
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
-    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, SessionState, StatusEntry, User,
+    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, StatusEntry, User,
     iso_ms,
 )
 
