@@ -50,9 +50,12 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
         self.published = 0
-        # Called with the session id when a subscriber arrives (cluster mode: ask other nodes for
-        # that session's events, since they may be produced on the node that owns it).
-        self.on_subscribe: Callable[[str | None], None] | None = None
+        self._on_subscribe: list[Callable[[str | None], None]] = []
+
+    def when_subscribed(self, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(session_id)` whenever a subscriber arrives (cluster mode: ask the other nodes
+        for that session's events, since they may be produced on the node that owns it)."""
+        self._on_subscribe.append(callback)
 
     def watched(self) -> set[str | None]:
         """The sessions this process has subscribers for (None: a subscriber to every session)."""
@@ -78,8 +81,8 @@ class EventBus:
         """Events (of one session, or all) until the block ends or the subscriber overflows."""
         sub = Subscription(session_id, buffer)
         self._subs.add(sub)
-        if self.on_subscribe is not None:
-            self.on_subscribe(session_id)
+        for callback in self._on_subscribe:
+            callback(session_id)
         try:
             yield sub
         finally:

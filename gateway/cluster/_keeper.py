@@ -107,7 +107,7 @@ class LeaseKeeper:
         self._store = store
         self._host: LeaseHost | None = None  # given to `run`: the sessions it drives are built after the keeper
         self._on_released = on_released or (lambda: None)
-        self.on_round = on_round or (lambda: None)  # after each successful round (the relay re-announces)
+        self._on_round = on_round or (lambda: None)  # after each successful round
         self._leases: dict[str, _Lease] = {}
         self._changed = trio.Event()  # a deadline moved or a lease came or went
         self._poke = trio.Event()
@@ -225,7 +225,7 @@ class LeaseKeeper:
             self._poke = trio.Event()
             try:
                 await self._round()
-                self.on_round()
+                self._on_round()
                 failures = 0
                 wait = self.interval
             except Exception:

@@ -66,9 +66,9 @@ class Cluster:
         # The keeper and the notifier tell each other about released sessions.
         notifier = Notifier(url, store, node_id=node_id, on_queue=lambda sids: keeper.nudge_held(sids),
                             on_released=lambda: keeper.poke())
-        keeper = LeaseKeeper(store, node_id=node_id, ttl=ttl, on_released=notifier.released_nowait)
+        keeper = LeaseKeeper(store, node_id=node_id, ttl=ttl, on_released=notifier.released_nowait,
+                             on_round=lambda: relay.announce_all())  # after each round, the relay re-announces
         relay = EventRelay(node_id, notifier, bus, interval=keeper.interval)
-        keeper.on_round = relay.announce_all
         return cls(node_id=node_id, address=address, token=token, keeper=keeper,
                    router=Router(store, keeper, http, token=token), notifier=notifier, relay=relay, limiter=limiter)
 

@@ -56,7 +56,7 @@ class EventRelay:
         notifier.on(WATCH, self._on_watch)
         notifier.on(EVENTS, self._on_events)
         notifier.add_flusher(self._flush)
-        bus.on_subscribe = self._subscribed
+        bus.when_subscribed(self._subscribed)
 
     # -- interest -------------------------------------------------------------------
 
