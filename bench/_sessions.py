@@ -65,21 +65,7 @@ async def run_sessions(target: Target, ui: Ui, *, count: int, concurrency: int, 
         nursery.cancel_scope.cancel()
     create_s, connect_s, total_s = t_created - t0, t_connected - t_created, t_connected - t0
     b = load_summary(base)
-    memory: dict[str, Any] = {"available": False, "reason": "no gateway pid (give --gateway-pid)"}
-    per_session = None
-    if rss0 and rss1 and rss_settled:
-        per_session = (max(rss1["rss_bytes"], rss_settled["rss_bytes"]) - rss0["rss_bytes"]) / count
-        memory = {
-            "available": True,
-            "rss_before_bytes": rss0["rss_bytes"],
-            "rss_after_create_bytes": rss_created["rss_bytes"] if rss_created else None,
-            "rss_connected_bytes": rss1["rss_bytes"],
-            "rss_settled_bytes": rss_settled["rss_bytes"],
-            "rss_per_session_bytes": round(per_session),
-            "rss_per_session_kib": round(per_session / KIB, 2),
-            "fds_before": rss0["fds"], "fds_connected": rss1["fds"],
-            "gateway_cpu_s": round(rss1["cpu_s"] - rss0["cpu_s"], 2),
-        }
+    memory, per_session = _memory(rss0, rss_created, rss1, rss_settled, count)
     full_size = count >= TARGET_SESSIONS
     return {
         "scenario": "sessions",
@@ -107,3 +93,22 @@ async def run_sessions(target: Target, ui: Ui, *, count: int, concurrency: int, 
         "notes": [] if full_size else [f"targets apply to {TARGET_SESSIONS:,} sessions; this run had {count:,}"],
         "resources": sampler.to_json(),
     }
+
+
+def _memory(rss0: dict | None, rss_created: dict | None, rss1: dict | None, rss_settled: dict | None,
+            count: int) -> tuple[dict[str, Any], float | None]:
+    """The RSS and fd figures of the run, and the RSS each session costs (None without a gateway pid)."""
+    if not (rss0 and rss1 and rss_settled):
+        return {"available": False, "reason": "no gateway pid (give --gateway-pid)"}, None
+    per_session = (max(rss1["rss_bytes"], rss_settled["rss_bytes"]) - rss0["rss_bytes"]) / count
+    return {
+        "available": True,
+        "rss_before_bytes": rss0["rss_bytes"],
+        "rss_after_create_bytes": rss_created["rss_bytes"] if rss_created else None,
+        "rss_connected_bytes": rss1["rss_bytes"],
+        "rss_settled_bytes": rss_settled["rss_bytes"],
+        "rss_per_session_bytes": round(per_session),
+        "rss_per_session_kib": round(per_session / KIB, 2),
+        "fds_before": rss0["fds"], "fds_connected": rss1["fds"],
+        "gateway_cpu_s": round(rss1["cpu_s"] - rss0["cpu_s"], 2),
+    }, per_session

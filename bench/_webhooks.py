@@ -78,28 +78,39 @@ async def run_webhooks(target: Target, ui: Ui, *, sessions: int, load: Load, gra
         sampler.mark("healthy")
         one = await _phase(target, ui, receiver, "phase 1: healthy endpoints", healthy, load, grace)
         phases = {"healthy": one}
-        if one["deliveries"] == 0:
-            verdict: dict[str, Any] = {
-                "available": False,
-                "reason": f"no webhook delivery arrived within {grace:g}s of sending {one['accepted']} messages "
-                          "to sessions with webhookUrl set: this gateway build does not deliver webhooks yet"}
-        else:
-            sampler.mark("with dead endpoint")
-            mixed = [*healthy, dead]
-            # the healthy sessions keep exactly their phase-1 rate; the dead one gets one share more
-            wider = Load(connections=load.connections + max(1, load.connections // len(healthy)),
-                         duration=load.duration, warmup=0.0, workers=load.workers,
-                         rate=(load.rate or 0) * len(mixed) / len(healthy) or None)
-            two = await _phase(target, ui, receiver, "phase 2: plus one dead endpoint", mixed, wider, grace,
-                               dead=dead)
+        verdict, two = await _isolation(target, ui, receiver, healthy, dead, load, grace, one, sampler)
+        if two is not None:
             phases["with_dead_endpoint"] = two
-            verdict = {
-                "available": True,
-                "healthy_rate_ratio": ratio(two["deliveries_per_s"], one["deliveries_per_s"]),
-                "healthy_lag_p99_ratio": ratio(two["lag_ms"].get("p99_ms"), one["lag_ms"].get("p99_ms")),
-            }
         sampler.mark("done")
         nursery.cancel_scope.cancel()
+    return _report(sessions, load, grace, inbound, base, ceiling, capacity, asgi, one, phases, verdict, sampler)
+
+
+async def _isolation(target: Target, ui: Ui, receiver: Receiver, healthy: list[BenchSession], dead: BenchSession,
+                     load: Load, grace: float, one: dict[str, Any], sampler: Sampler
+                     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Phase 2: the healthy sessions at their phase-1 rate, plus one whose endpoint never answers."""
+    if one["deliveries"] == 0:
+        return {"available": False,
+                "reason": f"no webhook delivery arrived within {grace:g}s of sending {one['accepted']} messages "
+                          "to sessions with webhookUrl set: this gateway build does not deliver webhooks yet"}, None
+    sampler.mark("with dead endpoint")
+    mixed = [*healthy, dead]
+    # the healthy sessions keep exactly their phase-1 rate; the dead one gets one share more
+    wider = Load(connections=load.connections + max(1, load.connections // len(healthy)),
+                 duration=load.duration, warmup=0.0, workers=load.workers,
+                 rate=(load.rate or 0) * len(mixed) / len(healthy) or None)
+    two = await _phase(target, ui, receiver, "phase 2: plus one dead endpoint", mixed, wider, grace, dead=dead)
+    return {
+        "available": True,
+        "healthy_rate_ratio": ratio(two["deliveries_per_s"], one["deliveries_per_s"]),
+        "healthy_lag_p99_ratio": ratio(two["lag_ms"].get("p99_ms"), one["lag_ms"].get("p99_ms")),
+    }, two
+
+
+def _report(sessions: int, load: Load, grace: float, inbound: int, base: Any, ceiling: dict[str, Any] | None,
+            capacity: dict[str, Any] | None, asgi: dict[str, Any] | None, one: dict[str, Any],
+            phases: dict[str, Any], verdict: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
     b = load_summary(base)
     ceiling_rps = (ceiling or {}).get("requests_per_s")
     capacity_rps = (capacity or {}).get("deliveries_per_s")
