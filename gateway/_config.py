@@ -72,6 +72,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("GATEWAY_LIMIT_AUTH", "limit_auth", "5/minute",
             "Failed authentications per client IP; past it, that IP gets 429 until the bucket refills."),
     Setting("GATEWAY_LIMIT_FORGOT", "limit_forgot", "3/hour", "Password-reset requests per email."),
+    Setting("GATEWAY_CORS_ORIGINS", "cors_origins", "",
+            "Comma-separated origins (`https://app.example.com`) whose web pages may call the API from a "
+            "browser, or `*` for any. Empty: no cross-origin calls."),
     Setting("GATEWAY_TRUSTED_PROXIES", "trusted_proxies", "",
             "Comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed. Empty: use the "
             "socket address only."),
@@ -147,6 +150,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     limit_api: str = "100/minute"
     limit_auth: str = "5/minute"
     limit_forgot: str = "3/hour"
+    cors_origins: str = ""
     trusted_proxies: str = ""
     send_min_gap: float = 1.0 * SECONDS
     send_jitter: float = 1.0 * SECONDS
@@ -236,6 +240,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                self.pairing_timeout, self.send_min_gap, self.send_jitter, self.queue_ttl,
                self.on_whatsapp_ttl) < 0 or self.media_timeout <= 0:
             raise ConfigError("timeouts must not be negative")
+
+    def cors_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         try:

@@ -6,8 +6,10 @@ mode the limiter is `PostgresLimiter`, shared by every node, so a limit
 holds exactly across nodes at the price of one round trip per decision.
 Scopes:
 - auth: failed authentications per client IP. Once an IP has used its
-  allowance, every authenticated request from it is refused with 429 before
-  the credential is even looked at, until the bucket refills;
+  allowance, its failed attempts are answered 429 instead of 401 until the
+  bucket refills. A valid credential is never refused by this scope: API keys
+  are 256-bit random secrets nobody can guess, and one careless client behind
+  a shared address must not lock every other client out;
 - api: authenticated requests per user, across all its tokens and session keys;
 - send: messages per session (a batch costs its size), with per-session rates
   set through `sendLimit`;
@@ -56,14 +58,6 @@ class RateGuard:
             self._send_rates[session_id] = parse_rate(rate)
 
     # -- scopes --------------------------------------------------------------------
-
-    async def before_auth(self, ip: str) -> None:
-        """Refuse at once if this IP has spent its failed-auth allowance."""
-        if Scope.AUTH in self._off:
-            return
-        key, rate = self.limits.resolve(Scope.AUTH, ip)
-        if (await self._hit(key, rate, 0)).remaining == 0:
-            await self._charge(Scope.AUTH, ip, 1)
 
     async def auth_failed(self, ip: str) -> None:
         """Count a failed authentication; raises RateLimitExceeded once the allowance is spent."""

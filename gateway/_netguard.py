@@ -15,6 +15,7 @@ cannot slip through.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from typing import Final
 from urllib.parse import SplitResult, urlsplit
@@ -23,6 +24,7 @@ import trio
 
 _SCHEMES: Final = frozenset({"http", "https"})
 _MAX_URL_LENGTH: Final = 2048
+_HOST_CHARS: Final = re.compile(r"[A-Za-z0-9._:%-]+")  # after IDNA encoding; `:` and `%` for IPv6 literals
 
 
 class UnsafeURL(ValueError):
@@ -42,11 +44,22 @@ def parse_http_url(url: str) -> SplitResult:
         raise UnsafeURL("URL scheme must be http or https")
     if not parts.hostname:
         raise UnsafeURL("URL has no host")
+    _check_host(parts.hostname)
     if parts.username or parts.password:
         raise UnsafeURL("URL must not carry credentials")
     if port == 0:
         raise UnsafeURL("URL port must not be 0")
     return parts
+
+
+def _check_host(host: str) -> None:
+    """A name DNS can be asked about, or an address: IDNA-encodable, labels of 1 to 63 characters."""
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeURL(f"URL host {host!r} is not a valid host name (empty or over-long label)") from None
+    if not _HOST_CHARS.fullmatch(encoded):
+        raise UnsafeURL(f"URL host {host!r} is not a valid host name")
 
 
 def address_is_public(address: str) -> bool:
@@ -67,13 +80,14 @@ async def resolve_checked(url: str, *, allow_private: bool) -> list[str]:
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise UnsafeURL(f"host {host!r} does not resolve: {exc}") from None
     addresses = sorted({info[4][0] for info in infos})
     if not allow_private:
         for address in addresses:
             if not address_is_public(address):
-                raise UnsafeURL(f"host {host!r} resolves to a non-public address ({address})")
+                raise UnsafeURL(f"host {host!r} resolves to a non-public address ({address}); "
+                                "GATEWAY_ALLOW_PRIVATE_URLS=true allows private addresses")
     return addresses
 
 

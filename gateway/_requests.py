@@ -82,12 +82,19 @@ Recipient = Annotated[str, Meta(
     description="A phone number (7 to 15 digits, optional leading +, spaces, dashes, dots and parentheses "
                 "ignored), a user JID (`15551234567@s.whatsapp.net`) or a group JID (`...@g.us`).",
     examples=["1234567890", "+1234567890", "120363041234567890@g.us"])]
-HttpUrl = Annotated[str, Meta(max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+HTTP_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://"
+MIME_TYPE_PATTERN: Final = r"^[\w.+-]+/[\w.+-]+$"
+# What a pattern means, for error messages (msgspec only says which regex failed).
+PATTERN_MEANINGS: Final = {
+    HTTP_URL_PATTERN: "must be an http:// or https:// URL",
+    MIME_TYPE_PATTERN: "must be a MIME type such as image/png",
+}
+HttpUrl = Annotated[str, Meta(max_length=2048, pattern=HTTP_URL_PATTERN,
                               description="http(s) URL the gateway downloads the media from.")]
 Base64 = Annotated[str, Meta(description="The media itself, base64-encoded (standard alphabet). "
                                          "Use either `url` or `data`.")]
 Caption = Annotated[str, Meta(max_length=MAX_CAPTION)]
-MimeType = Annotated[str, Meta(max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")]
+MimeType = Annotated[str, Meta(max_length=127, pattern=MIME_TYPE_PATTERN)]
 
 
 class Media(Request):
@@ -124,7 +131,7 @@ class Location(Request):
     address: Annotated[str, Meta(max_length=1000)] | None = None
 
 
-class Contact(Request):
+class ContactCard(Request):
     full_name: Annotated[str, Meta(min_length=1, max_length=256)]
     phone_number: PhoneNumber
 
@@ -152,7 +159,7 @@ class SendMessage(Request):
     document: Document | None = None
     sticker: Sticker | None = None
     location: Location | None = None
-    contact: Contact | None = None
+    contact: ContactCard | None = None
     poll: Poll | None = None
     reply_to: Annotated[str, Meta(min_length=1, max_length=128, description=(
         "Quote a message: a `messageId` this API returned, or a WhatsApp message id of a message in "

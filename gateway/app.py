@@ -17,6 +17,7 @@ from ._config import Config
 from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
 from .api import directory, messages, sessions, webhooks
+from .api._cors import install_cors
 from .api._openapi import build_openapi, render_docs
 from .api._routing import JSON, Api, json_response
 from .api._schemas import Health
@@ -72,6 +73,7 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     api.install(app, get_gateway)
     webhooks.install_stream(app, get_gateway)
     _install_metrics(app, state)
+    install_cors(app, config.cors_origin_set())
     _install_lifespan(app, state, config, transport_factory, node_address)
     _install_meta_routes(app, state, api)
     _install_errors(app)
@@ -136,7 +138,7 @@ def _install_lifespan(app: QuartTrio, state: dict[str, Any], config: Config,
 
 def _install_meta_routes(app: QuartTrio, state: dict[str, Any], api: Api) -> None:
     """The OpenAPI document, the docs page, and the health checks."""
-    openapi_doc = build_openapi(api.routes, version=_version(), server_url=API_PREFIX)
+    openapi_doc = build_openapi(api.routes, version=_version(), server_url="/")  # every path already starts with /api/v1
     docs_html = render_docs(openapi_doc)
 
     @app.route(f"{API_PREFIX}/openapi.json", methods=["GET"])

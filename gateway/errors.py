@@ -15,6 +15,8 @@ import msgspec
 
 from ratelimit import Decision
 
+from ._requests import PATTERN_MEANINGS
+
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
     """One problem with the request, e.g. a field that failed validation."""
@@ -151,4 +153,7 @@ def validation_error_from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeE
         path = prefix + inner[1:] if inner.startswith("$") else inner
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         msg = f"Malformed JSON: {msg}"
+    for pattern, meaning in PATTERN_MEANINGS.items():
+        if msg == f"Expected `str` matching regex {pattern!r}":
+            msg = meaning
     return ValidationError(f"{msg} at {path}", details=[ErrorDetail(message=msg, path=path)])

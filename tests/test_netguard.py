@@ -45,3 +45,19 @@ async def test_unresolvable_host_accepted_on_save_but_not_on_use():
     await check_url_on_save(url, allow_private=False)
     with pytest.raises(UnsafeURL, match="does not resolve"):
         await resolve_checked(url, allow_private=False)
+
+
+@pytest.mark.parametrize("url", ["hTtP://É\"ø", "http://a..b/x.png", "http://.example.com/x",
+                                 "http://" + "a" * 64 + ".example.com/x", "http://exa mple.com/", "http://a_b\x00/"])
+async def test_hosts_that_cannot_be_encoded_are_unsafe_not_a_crash(url):
+    with pytest.raises(UnsafeURL, match="not a valid host name"):
+        parse_http_url(url)
+    with pytest.raises(UnsafeURL):
+        await check_url_on_save(url, allow_private=False)
+    with pytest.raises(UnsafeURL):
+        await resolve_checked(url, allow_private=True)
+
+
+def test_ipv6_and_idna_hosts_still_parse():
+    assert parse_http_url("http://[2606:4700:4700::1111]:8080/x").hostname == "2606:4700:4700::1111"
+    assert parse_http_url("https://bücher.example/x").hostname == "bücher.example"

@@ -65,6 +65,12 @@ class PayloadTooLarge(HttpError):
     default_message = "Request body too large"
 
 
+class UnsupportedMediaType(HttpError):
+    """A JSON route got a body declared as something else (text/plain, a form, XML, ...)."""
+
+    default_message = "The body must be application/json"
+
+
 class InternalError(HttpError):
     """Anything not raised on purpose; its traceback is logged, never sent."""
 
@@ -99,6 +105,7 @@ ERRORS: Final[dict[type[BaseException], Mapping]] = {
     Conflict: Mapping(409, "CONFLICT", "Conflicts with the current state"),
     QrNotAvailable: Mapping(409, "QR_NOT_AVAILABLE", "No QR code: the session is not waiting for a scan"),
     PayloadTooLarge: Mapping(413, "PAYLOAD_TOO_LARGE", "Request body too large"),
+    UnsupportedMediaType: Mapping(415, "UNSUPPORTED_MEDIA_TYPE", "The body must be application/json"),
     ValidationError: Mapping(422, "VALIDATION_ERROR", "Invalid request body or params"),
     RecipientError: Mapping(422, "VALIDATION_ERROR", "WhatsApp refused the recipient or group"),
     IdempotencyKeyReused: Mapping(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with another body"),

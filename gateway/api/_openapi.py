@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ._errors import ErrorEnvelope, error_code_table, mapping_of
+from ._errors import ErrorEnvelope, UnsupportedMediaType, error_code_table, mapping_of
 from ._routing import Auth, RouteSpec
 
 _REF = "#/components/schemas/{name}"
@@ -51,7 +51,7 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
         if r.answer is not None:
             ok["content"] = {"application/json": {"schema": by_type[r.answer]}}
         op["responses"][str(r.status)] = ok
-        for err in r.errors:
+        for err in [*r.errors, *([UnsupportedMediaType] if r.doc_body is not None else [])]:
             status, code, description = mapping_of(err)
             op["responses"].setdefault(str(status), {
                 "description": f"{code}: {description}",

@@ -24,7 +24,7 @@ from ratelimit import Decision, rate_limit_headers
 
 from .._auth import AccountPrincipal, Principal, SessionPrincipal
 from ..errors import OwnedElsewhere, Unauthorized, ValidationError, validation_error_from_msgspec
-from ._errors import PayloadTooLarge
+from ._errors import PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -155,6 +155,8 @@ def _make_view(spec: RouteSpec, get_gateway: Callable[[], Gateway]) -> Callable[
         cap = config.max_media_body if spec.media_body else config.max_body
         if request.content_length is not None and request.content_length > cap:
             raise PayloadTooLarge(f"Request body is larger than {cap} bytes")
+        if spec.decoder is not None:
+            _require_json(request.mimetype)
         principal, decision = await _authenticate_and_limit(gateway, spec.auth, path_params)
         body = None
         raw = b""
@@ -194,6 +196,12 @@ def _make_view(spec: RouteSpec, get_gateway: Callable[[], Gateway]) -> Callable[
     return view
 
 
+def _require_json(mimetype: str) -> None:
+    """A body declared as anything but JSON is refused (no Content-Type at all is read as JSON)."""
+    if mimetype and mimetype != JSON:
+        raise UnsupportedMediaType(f"Content-Type {mimetype} is not accepted here; send application/json")
+
+
 def _tighter(a: Decision, b: Decision) -> bool:
     return (a.remaining, -a.reset_after) < (b.remaining, -b.reset_after)
 
@@ -228,7 +236,6 @@ async def _authenticate_and_limit(gateway: Gateway, mode: Auth, path_params: dic
         return await _authenticate(gateway, mode, path_params), None
     rates = gateway.rates
     ip = rates.client_ip(request.remote_addr, request.headers.getlist("X-Forwarded-For"))
-    await rates.before_auth(ip)
     try:
         principal = await _authenticate(gateway, mode, path_params)
     except Unauthorized:

@@ -201,9 +201,12 @@ def _register_groups(api: Api) -> None:
                status=201, answer=Group, errors=[*one, ValidationError], live=Live.OWNER)
     async def create_group(ctx: Ctx) -> Group:
         """Create a group with the given participants (phone numbers or JIDs)."""
+        name = ctx.body.name.strip()
+        if not name:
+            raise ValidationError.at("$.name", "must not be blank")
         members = [recipient_at(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
-        return group_out(await _whatsapp(transport.create_group(ctx.body.name, list(dict.fromkeys(members)))))
+        return group_out(await _whatsapp(transport.create_group(name, list(dict.fromkeys(members)))))
 
     @api.route("GET", "/groups/<jid>", summary="Get group metadata", tag="Groups", auth=Auth.SESSION,
                answer=Group, errors=[*one, ValidationError], live=Live.OWNER)
