@@ -21,12 +21,21 @@ from actors import Connect, Disconnect, NotConnected, SessionActor, SessionSpec,
 from ._clock import Clock
 from ._limits import RateGuard
 from ._ports import Ownership
-from .errors import Conflict, OwnedElsewhere, QrNotAvailable, SessionNotConnected, SessionNotFound, TryAgainLater, ValidationError
+from .errors import Conflict, ConnectionFailed, OwnedElsewhere, QrNotAvailable, SessionNotConnected, SessionNotFound, TryAgainLater, ValidationError
 from .store import SessionRecord, Store
 
 log = logging.getLogger("gateway.live")
 
 PAIRING_DEADLINE = 30.0
+SHORT_REASON_MAX = 120
+_PAIRING_ENDED = (SessionState.CONNECTED, SessionState.FAILED, SessionState.LOGGED_OUT)
+
+
+def short_reason(raw: str) -> str:
+    """The readable head of a transport's error chain (`a: b: c` → `a`), at most SHORT_REASON_MAX characters."""
+    head = raw.strip().splitlines()[0] if raw.strip() else raw
+    head = head.split(": ", 1)[0] if len(head) > SHORT_REASON_MAX else head
+    return head if len(head) <= SHORT_REASON_MAX else head[:SHORT_REASON_MAX - 1] + "…"
 
 
 class SessionControl:
@@ -93,8 +102,12 @@ class SessionControl:
             except trio.WouldBlock:
                 raise TryAgainLater("The session is busy; try again shortly") from None
             with trio.move_on_after(self._qr_wait):
-                while actor.qr is None and actor.state is not SessionState.CONNECTED:
+                while actor.qr is None and actor.state not in _PAIRING_ENDED:
                     await actor.qr_changed.wait()
+            if actor.state is SessionState.FAILED:
+                raw = actor.reason or "no reason given"
+                log.warning("connect failed", extra={"fields": {"session": record.id, "reason": raw}})
+                raise ConnectionFailed(short_reason(raw), reason=raw)
         actor = self.actor(record.id)
         return await self._fresh(record.id), actor.qr if actor else None
 
@@ -122,9 +135,15 @@ class SessionControl:
     def qr(self, record: SessionRecord) -> str:
         actor = self.actor(record.id)
         if actor is None or actor.state is not SessionState.CONNECTING or actor.qr is None:
-            state = actor.state.value if actor else record.status.value
-            raise QrNotAvailable(f"Session is {state}; a QR code exists only while it is CONNECTING and "
-                                 "unpaired. Call connect first.")
+            state = actor.state if actor else record.status
+            if state is SessionState.CONNECTED:
+                raise QrNotAvailable("Session is CONNECTED: it is paired already, no QR code is needed.")
+            if state is SessionState.CONNECTING:
+                raise QrNotAvailable("Session is CONNECTING and its QR code has not arrived yet; retry in a moment.")
+            reason = (actor.reason if actor else record.status_reason) or ""
+            because = f" ({short_reason(reason)})" if reason else ""
+            raise QrNotAvailable(f"Session is {state.value}{because}; a QR code exists only while it is "
+                                 "CONNECTING and unpaired. Call connect to get one.")
         return actor.qr
 
     async def pairing_code(self, record: SessionRecord, phone_number: str) -> str:

@@ -122,6 +122,17 @@ class WhatsAppError(GatewayError):
     default_message = "WhatsApp refused or failed the request"
 
 
+class ConnectionFailed(GatewayError):
+    """Connecting a session failed at once (it is FAILED); `reason` is WhatsApp's own text, in full."""
+
+    default_message = "Connecting the session failed"
+
+    def __init__(self, summary: str, *, reason: str) -> None:
+        super().__init__(f"Connecting the session failed: {summary}",
+                         details=[ErrorDetail(message=reason, path=None)])
+        self.reason = reason
+
+
 class TryAgainLater(GatewayError):
     """Nothing is wrong with the request, but it cannot be served right now (busy, moving, starting)."""
 

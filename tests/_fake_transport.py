@@ -4,6 +4,7 @@ Each call to `run` takes the next step of `script` (the last step repeats):
 - "connect": emit Connected, then stay connected until disconnect/logout/drop;
 - "qr": emit a QR code, then wait for `scan()` and connect;
 - "fail:<reason>": raise ConnectFailed(reason);
+- "fatal:<reason>": raise ConnectFailed(reason, retryable=False) (the actor goes to FAILED at once);
 - "crash:<text>": raise RuntimeError(text) — an actor crash, not a connect failure;
 - "hang": never connect.
 """
@@ -46,6 +47,8 @@ class FakeTransport:
         try:
             if step.startswith("fail:"):
                 raise ConnectFailed(step[5:])
+            if step.startswith("fatal:"):
+                raise ConnectFailed(step[6:], retryable=False)
             if step.startswith("crash:"):
                 raise RuntimeError(step[6:])
             if step == "hang":

@@ -152,3 +152,21 @@ async def test_repeated_inbound_message_is_one_event(client, account, transports
             second = await sub.receive.receive()
         assert (first.data["messageId"], second.data["messageId"]) == ("3EB0AA", "3EB0BB")
         assert first.data["text"] == "hi" and first.event == "message.received"
+
+
+async def test_a_connect_that_fails_at_once_is_an_error_answer_logged_and_named(client, account, transports, caplog):
+    chain = ("failed to connect: websocket: bad handshake: " + "x" * 200
+             + ": device store /data/s.db cannot be opened")
+    transports.script = [f"fatal:{chain}"]
+    s = await create(client, account)
+    with trio.fail_after(10):
+        r = await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    err = await error_of(r, 502, "CONNECT_FAILED")
+    assert err["message"] == "Connecting the session failed: failed to connect"  # short and readable
+    assert err["details"][0]["message"] == chain  # the raw text, whole, in a field of its own
+    assert any(rec.getMessage() == "connect failed" for rec in caplog.records)
+    got = await (await client.get(f"{BASE}/{s['id']}", headers=account.headers)).get_json()
+    assert got["status"] == "FAILED"
+    qr = await error_of(await client.get(f"{BASE}/{s['id']}/qrcode", headers=account.headers), 409, "QR_NOT_AVAILABLE")
+    assert "FAILED" in qr["message"] and "failed to connect" in qr["message"]
+    assert "Call connect first" not in qr["message"]

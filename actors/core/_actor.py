@@ -310,4 +310,6 @@ class SessionActor:
             self.state, self.reason = state, reason
             self._state_changed.set()
             self._state_changed = trio.Event()
+            self.qr_changed.set()  # whoever waits for a QR code also learns that pairing failed or ended
+            self.qr_changed = trio.Event()
             await self._host.state_changed(self.session_id, state, reason)

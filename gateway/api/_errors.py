@@ -20,7 +20,7 @@ from actors import MediaToolMissing, NotConnected, RecipientError, TransportErro
 from ratelimit import rate_limit_headers
 
 from ..errors import (
-    Conflict, ErrorDetail, Forbidden, GatewayError, IdempotencyKeyReused, MediaToolUnavailable, NotFound,
+    Conflict, ConnectionFailed, ErrorDetail, Forbidden, GatewayError, IdempotencyKeyReused, MediaToolUnavailable, NotFound,
     QrNotAvailable, RateLimitExceeded, SessionNotConnected, SessionNotFound, TryAgainLater, Unauthorized,
     ValidationError, WhatsAppError,
 )
@@ -114,6 +114,7 @@ ERRORS: Final[dict[type[BaseException], Mapping]] = {
     RateLimitExceeded: Mapping(429, "RATE_LIMITED", "Too many requests"),
     InternalError: Mapping(500, "INTERNAL_ERROR", "Internal server error"),
     WhatsAppError: Mapping(502, "WHATSAPP_ERROR", "WhatsApp refused or failed the request"),
+    ConnectionFailed: Mapping(502, "CONNECT_FAILED", "Connecting the session failed"),
     TransportError: Mapping(502, "WHATSAPP_ERROR", "WhatsApp refused or failed the request"),
     TryAgainLater: Mapping(503, "SERVICE_UNAVAILABLE", "Service unavailable"),
 }

@@ -6,7 +6,7 @@ from quart import Response
 
 from .._auth import AccountPrincipal
 from .._phone import phone_at
-from ..errors import Conflict, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
+from ..errors import Conflict, ConnectionFailed, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
 from ._errors import PayloadTooLarge
 from ..store import SessionRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
@@ -86,7 +86,7 @@ def _register_connection(api: Api) -> None:
     """Connect, disconnect, QR and pairing code: the routes that need the live session."""
 
     @api.route("POST", "/whatsapp-sessions/<session_id>/connect", summary="Start connection", tag=TAG,
-               auth=Auth.EITHER, answer=SessionConnecting, errors=[*_ONE, TryAgainLater], live=Live.TAKE)
+               auth=Auth.EITHER, answer=SessionConnecting, errors=[*_ONE, ConnectionFailed, TryAgainLater], live=Live.TAKE)
     async def connect(ctx: Ctx, session_id: str) -> SessionConnecting:
         """Start connecting. The answer has status CONNECTING and, once known, the QR code to scan.
         A session that is already CONNECTED answers as it is. The session reconnects by itself after
