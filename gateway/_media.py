@@ -33,7 +33,7 @@ ALLOWED_TYPES: Final[dict[str, frozenset[str]]] = {
     "image": frozenset({"image/jpeg", "image/png"}),
     "video": frozenset({"video/mp4", "video/3gpp"}),
     "audio": frozenset({"audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg", "audio/opus"}),
-    "sticker": frozenset({"image/webp", "image/png"}),
+    "sticker": frozenset({"image/webp"}),  # WhatsApp stickers are WebP
 }
 _MAX_REDIRECTS: Final = 5
 
@@ -76,23 +76,25 @@ def sniff(data: bytes) -> str | None:
         return "audio/mpeg"
     if head.startswith(b"#!AMR"):
         return "audio/amr"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # an ADTS frame header
+        return "audio/aac"
     if head.startswith(b"%PDF"):
         return "application/pdf"
     return None
 
 
 def resolve_mimetype(kind: str, data: bytes, declared: str | None) -> str:
-    """Pick and check the MIME type: the bytes win over a declared type for typed kinds."""
+    """Pick and check the MIME type of typed kinds from the bytes (their magic numbers), never from a
+    declared type alone: unrecognised bytes are refused whatever they claim to be."""
     declared = declared.split(";")[0].strip().lower() if declared else None
     if kind == "document":
         return declared or sniff(data) or "application/octet-stream"
-    sniffed = sniff(data)
-    mimetype = sniffed or declared
+    mimetype = sniff(data)
     if kind == "audio" and mimetype == "video/mp4":
         mimetype = "audio/mp4"
     allowed = ALLOWED_TYPES[kind]
     if mimetype not in allowed:
-        seen = mimetype or "unrecognised bytes"
+        seen = mimetype or "bytes that are none of these" + (f" (declared {declared})" if declared else "")
         raise MediaError(f"{kind} must be one of {', '.join(sorted(allowed))}; got {seen}")
     return mimetype
 

@@ -159,3 +159,18 @@ async def test_url_media_through_the_api(tmp_path):
         slow = await (await e.send({"to": "1234567890", "image": {"url": base + "/slow.png"}})).get_json()
         failed = await e.wait_status(slow["messageId"], "failed")
         assert "longer than 0.5s" in failed["statusReason"]
+
+
+@pytest.mark.parametrize("kind,data,declared", [
+    ("sticker", PNG, "image/png"),  # WhatsApp stickers are WebP
+    ("video", bytes(range(256)) * 80, "video/mp4"),  # 20 KB that only claim to be a video
+    ("audio", bytes(range(256)) * 80, "audio/ogg"),
+    ("image", bytes(range(256)) * 80, "image/jpeg"),
+])
+def test_the_bytes_must_be_what_the_kind_needs(kind, data, declared):
+    with pytest.raises(MediaError, match="must be one of"):
+        resolve_mimetype(kind, data, declared)
+
+
+def test_audio_without_a_container_is_recognised_by_its_frame_header():
+    assert resolve_mimetype("audio", b"\xff\xf1\x50\x80" + bytes(60), None) == "audio/aac"
