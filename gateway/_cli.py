@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -151,11 +152,19 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
     from hypercorn.trio import serve as hypercorn_serve
 
     from ._drain import DrainUnreadBody
+    from ._owner import StoreBusy, hold_sqlite_store
     from .app import create_app
     from .cluster._workers import bind_internal, serve_workers
 
     if config.workers > 1 and listen_fd is None:
         return serve_workers(config)
+    owner = None
+    if config.database_url.startswith("sqlite:"):
+        try:  # an ordinary restart: the old process is stopping, within its shutdown timeout
+            owner = hold_sqlite_store(config.database_url, wait=2 * config.shutdown_timeout + 5)
+        except StoreBusy as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 3
     hyper = HyperConfig()
     hyper.bind = [f"fd://{listen_fd}" if listen_fd is not None else config.bind]
     node_address = ""
@@ -178,6 +187,7 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+                await _stop_sessions_first(app, config.shutdown_timeout)
                 return
 
     async def run() -> None:
@@ -185,5 +195,20 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
                                               "node_address": node_address or None, "worker": worker_index}})
         await hypercorn_serve(DrainUnreadBody(app), hyper, shutdown_trigger=shutdown_trigger)
 
-    trio.run(run)
+    try:
+        trio.run(run)
+    finally:
+        if owner is not None:
+            owner.close()  # lets a waiting successor in
     return 0
+
+
+async def _stop_sessions_first(app: Any, timeout: float) -> None:
+    """Stop every session before the HTTP server drains: a successor may take over the store at once,
+    and two processes must never run one session."""
+    gateway = app.extensions["gateway_state"].get("gateway")
+    if gateway is None:
+        return
+    with trio.move_on_after(timeout) as scope:
+        scope.shield = True
+        await gateway.supervisor.stop_all()
