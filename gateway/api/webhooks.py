@@ -105,6 +105,8 @@ def register(api: Api) -> None:
         if d.status is DeliveryStatus.PENDING:
             raise Conflict("This delivery is still pending; it will be attempted on its schedule")
         again = await ctx.gateway.store.redeliver(d.id, ctx.gateway.clock.now_ms())
+        if again is None:  # removed meanwhile (its session was deleted)
+            raise NotFound("No webhook delivery with that id in this session")
         ctx.gateway.dispatcher.wake()
         return delivery_out(again)
 
