@@ -53,3 +53,23 @@ async def test_a_client_generated_from_the_document_reaches_every_route(client):
             assert r.status_code != 405, (method, url)
             assert not (r.status_code == 404 and body["error"]["message"].startswith("No route")), (method, url)
             assert r.status_code in (401, 422), (method, url, r.status_code, body)  # reached: refused for no credential
+
+
+async def test_the_document_states_what_the_server_enforces(client):
+    from openapi_spec_validator import validate
+
+    doc = await (await client.get("/api/v1/openapi.json")).get_json()
+    validate(doc)
+    paths = doc["paths"]
+    send = paths["/api/v1/send-message"]["post"]
+    key = [p for p in send["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+    assert key and key[0]["schema"]["maxLength"] == 255
+    assert "415" in send["responses"]  # a body that is not JSON
+    assert "403" in paths["/api/v1/whatsapp-sessions/{session_id}"]["put"]["responses"]  # sendLimit with a session key
+    qr = paths["/api/v1/whatsapp-sessions/{session_id}/qrcode"]["get"]["responses"]["200"]["content"]
+    assert {"application/json", "image/png", "image/svg+xml"} <= set(qr)
+    phone = [p for p in paths["/api/v1/contacts/{phone}"]["get"]["parameters"] if p["name"] == "phone"][0]
+    assert "pattern" in phone["schema"]
+    jid = [p for p in paths["/api/v1/groups/{jid}"]["get"]["parameters"] if p["name"] == "jid"][0]
+    assert jid["schema"]["pattern"].endswith(r"@g\.us$")
+    assert "502" in paths["/api/v1/whatsapp-sessions/{session_id}/connect"]["post"]["responses"]

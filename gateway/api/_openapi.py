@@ -12,6 +12,14 @@ from ._errors import ErrorEnvelope, UnsupportedMediaType, error_code_table, mapp
 from ._routing import Auth, RouteSpec
 
 _REF = "#/components/schemas/{name}"
+# What the server accepts in each path parameter (the same rules the routes enforce).
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "phone": {"type": "string", "pattern": r"^\+?[0-9 ().\-]{7,32}$",
+              "description": "7 to 15 digits with an optional leading +; spaces, dashes, dots and "
+                             "parentheses are ignored."},
+    "jid": {"type": "string", "pattern": r"^[0-9-]+@g\.us$", "description": "A group JID.",
+            "examples": ["120363041234567890@g.us"]},
+}
 
 _SECURITY = {
     Auth.PAT: [{"personalAccessToken": []}, {"bearerPersonalAccessToken": []}],
@@ -37,10 +45,12 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
             "tags": [r.tag],
             "security": _SECURITY[r.auth],
             "parameters": [
-                *({"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in _path_names(r.path)),
+                *({"name": n, "in": "path", "required": True,
+                   "schema": PATH_SCHEMAS.get(n, {"type": "string"})} for n in _path_names(r.path)),
                 *({"name": p.name, "in": "query", "required": p.required, "description": p.description,
                    "schema": p.schema} for p in r.query),
+                *({"name": p.name, "in": "header", "required": p.required, "description": p.description,
+                   "schema": p.schema} for p in r.headers),
             ],
             "responses": {},
         }
@@ -50,6 +60,8 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
         ok: dict[str, Any] = {"description": "Success"}
         if r.answer is not None:
             ok["content"] = {"application/json": {"schema": by_type[r.answer]}}
+        for media_type in r.media_answers:
+            ok.setdefault("content", {})[media_type] = {"schema": {"type": "string", "format": "binary"}}
         op["responses"][str(r.status)] = ok
         for err in [*r.errors, *([UnsupportedMediaType] if r.doc_body is not None else [])]:
             status, code, description = mapping_of(err)

@@ -76,6 +76,8 @@ class RouteSpec:
     description: str = ""
     doc_body: type | None = None  # the body as documented, when decoding uses a looser type
     live: Live | None = None
+    headers: list[Param] = field(default_factory=list)  # request headers the route reads (documented)
+    media_answers: tuple[str, ...] = ()  # content types of non-JSON success answers (e.g. a QR image)
     decoder: msgspec.json.Decoder | None = field(default=None, repr=False)
 
 
@@ -130,13 +132,15 @@ class Api:
         description: str = "",
         doc_body: type | None = None,
         live: Live | None = None,
+        headers: list[Param] | None = None,
+        media_answers: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.routes.append(RouteSpec(
                 method=method, path=self.prefix + path, handler=fn, summary=summary, tag=tag, auth=auth,
                 body=body, status=status, answer=answer, query=query or [], errors=errors or [],
                 media_body=media_body, description=description or (fn.__doc__ or "").strip(),
-                doc_body=doc_body or body, live=live,
+                doc_body=doc_body or body, live=live, headers=headers or [], media_answers=media_answers,
                 decoder=msgspec.json.Decoder(body) if body is not None else None))
             return fn
 

@@ -13,18 +13,21 @@ from ..errors import IdempotencyKeyReused, MediaToolUnavailable, NotFound, RateL
 from ..store import MessageRecord, iso_ms
 from ._errors import PayloadTooLarge, describe
 from ._message_schemas import BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageOut, StatusChange
-from ._routing import JSON, Api, Auth, Ctx
+from ._routing import JSON, Api, Auth, Ctx, Param
 
 TAG = "Messages"
 MAX_IDEMPOTENCY_KEY: Final = 255
 _ENC = msgspec.json.Encoder()
+IDEMPOTENCY_KEY = Param("Idempotency-Key", f"Makes retries safe for 24 h: the same key and body return the "
+                        f"original answer; another body is 422. 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
+                        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY})
 _SEND_ERRORS = [Unauthorized, ValidationError, SessionNotConnected, RateLimitExceeded, PayloadTooLarge,
                 IdempotencyKeyReused, MediaToolUnavailable]
 
 
 def register(api: Api) -> None:
     @api.route("POST", "/send-message", summary="Send a message", tag=TAG, auth=Auth.SESSION, body=SendMessage,
-               status=202, answer=MessageAccepted, errors=_SEND_ERRORS, media_body=True)
+               status=202, answer=MessageAccepted, errors=_SEND_ERRORS, media_body=True, headers=[IDEMPOTENCY_KEY])
     async def send_message(ctx: Ctx) -> Response:
         """Queue one message. It is stored durably before this answer; the session sends it paced, and
         its status moves queued → sending → sent → delivered → read (or failed). The type is detected
@@ -34,7 +37,7 @@ def register(api: Api) -> None:
 
     @api.route("POST", "/send-messages", summary="Send a batch of messages", tag=TAG, auth=Auth.SESSION,
                body=SendMessagesRaw, doc_body=SendMessages, status=202, answer=BatchAccepted,
-               errors=_SEND_ERRORS, media_body=True)
+               errors=_SEND_ERRORS, media_body=True, headers=[IDEMPOTENCY_KEY])
     async def send_messages(ctx: Ctx) -> Response:
         """Queue up to 100 messages at once, with a result per item. Valid items are stored in one
         transaction; invalid ones are reported and not sent. Each accepted message counts against the

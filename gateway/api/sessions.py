@@ -6,7 +6,7 @@ from quart import Response
 
 from .._auth import AccountPrincipal
 from .._phone import phone_at
-from ..errors import Conflict, ConnectionFailed, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
+from ..errors import Conflict, ConnectionFailed, Forbidden, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
 from ._errors import PayloadTooLarge
 from ..store import SessionRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
@@ -61,7 +61,7 @@ def _register_records(api: Api) -> None:
         return session_out(await ctx.gateway.sessions.get(ctx.principal, session_id), secret=_is_account(ctx))
 
     @api.route("PUT", "/whatsapp-sessions/<session_id>", summary="Update session", tag=TAG, auth=Auth.EITHER,
-               body=UpdateSession, answer=Session, errors=[*_ONE, ValidationError, PayloadTooLarge])
+               body=UpdateSession, answer=Session, errors=[*_ONE, Forbidden, ValidationError, PayloadTooLarge])
     async def update_session(ctx: Ctx, session_id: str) -> Session:
         """Change the name, phone number or webhook settings. Omitted fields stay as they are."""
         return session_out(await ctx.gateway.sessions.update(ctx.principal, session_id, ctx.body),
@@ -104,7 +104,7 @@ def _register_connection(api: Api) -> None:
 
     @api.route("GET", "/whatsapp-sessions/<session_id>/qrcode", summary="Get QR code (when CONNECTING)",
                tag=TAG, auth=Auth.EITHER, answer=QrCode, errors=[*_ONE, QrNotAvailable, ValidationError],
-               live=Live.OWNER,
+               live=Live.OWNER, media_answers=("image/png", "image/svg+xml"),
                query=[Param("format", "`json` (default), `png` or `svg`.",
                             {"type": "string", "enum": ["json", "png", "svg"], "default": "json"}),
                       Param("scale", "Pixels per module for png/svg, 1 to 40 (default 8).",
