@@ -26,7 +26,7 @@ from actors import SessionState
 from ..webhooks import AttemptRecord, Delivery, DeliveryStatus
 from ._records import (
     ApiToken, ContactRecord, HeldLease, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
-    SessionRecord, StatusEntry, User,
+    SESSION_MUTABLE_FIELDS, SessionRecord, StatusEntry, User,
 )
 
 USER_COLUMNS: Final = "id, email, password_hash, created_at"
@@ -77,6 +77,15 @@ class Rows:
     def insert(self, table: str, columns: str) -> str:
         """`INSERT INTO table (columns) VALUES (...)`, one placeholder per column."""
         return f"INSERT INTO {table} ({columns}) VALUES ({self.marks(count(columns))})"
+
+    def session_changes(self, changes: dict[str, Any], at: int) -> dict[str, Any]:
+        """`update_session`'s SET values, column by column, stamped `at`; unknown fields are a ValueError."""
+        unknown = set(changes) - SESSION_MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        values = {k: self.session_value(k, v) for k, v in changes.items()}
+        values["updated_at"] = at
+        return values
 
     def session_value(self, key: str, value: Any) -> Any:
         """A value for `update_session`'s SET (`key` from SESSION_MUTABLE_FIELDS)."""

@@ -7,7 +7,7 @@ from typing import Any
 from psycopg import sql
 
 from .._ports import EventsOf
-from .._records import SESSION_MUTABLE_FIELDS, Fence, SessionRecord
+from .._records import Fence, SessionRecord
 from .._rows import SESSION_COLUMNS
 from ._base import ROWS, Conn, PostgresBase
 from ._cluster import fence_clause
@@ -36,11 +36,7 @@ class PostgresSessions(PostgresBase):
     async def update_session(self, session_id: str, changes: dict[str, Any], at: int, *,
                              events: EventsOf[SessionRecord] | None = None,
                              fence: Fence | None = None) -> SessionRecord | None:
-        unknown = set(changes) - SESSION_MUTABLE_FIELDS
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)}")
-        values = {k: ROWS.session_value(k, v) for k, v in changes.items()}
-        values["updated_at"] = at
+        values = ROWS.session_changes(changes, at)
         fenced, fence_params = fence_clause("sessions.id", fence)
         # One statement: the change and the record it produced are read atomically.
         query = sql.SQL("UPDATE sessions SET {} WHERE id = %s{} RETURNING {}").format(

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from .._ports import EventsOf
-from .._records import SESSION_MUTABLE_FIELDS, Fence, SessionRecord
+from .._records import Fence, SessionRecord
 from .._rows import SESSION_COLUMNS
 from ._base import ROWS, SqliteBase
 from ._cluster import fence_holds
@@ -36,11 +36,7 @@ class SqliteSessions(SqliteBase):
     async def update_session(self, session_id: str, changes: dict[str, Any], at: int, *,
                              events: EventsOf[SessionRecord] | None = None,
                              fence: Fence | None = None) -> SessionRecord | None:
-        unknown = set(changes) - SESSION_MUTABLE_FIELDS
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)}")
-        values = {k: ROWS.session_value(k, v) for k, v in changes.items()}
-        values["updated_at"] = at
+        values = ROWS.session_changes(changes, at)
         assignments = ", ".join(f"{k} = ?" for k in values)
 
         def tx(conn: sqlite3.Connection) -> SessionRecord | None:
