@@ -98,7 +98,7 @@ async def _run_admin(config: Config, args: argparse.Namespace) -> int:
     from .store import StoreError, open_store
 
     try:
-        store = await open_store(config.database_url)
+        store = await open_store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
     except StoreError as exc:
         raise _AdminError(str(exc)) from None
     try:
@@ -153,6 +153,7 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
 
     from ._drain import DrainUnreadBody
     from ._owner import StoreBusy, hold_sqlite_store
+    from ._status_line import install_reason_phrases
     from .app import create_app
     from .cluster._workers import bind_internal, serve_workers
 
@@ -165,6 +166,7 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
         except StoreBusy as exc:
             print(f"gateway: {exc}", file=sys.stderr)
             return 3
+    install_reason_phrases()
     hyper = HyperConfig()
     hyper.bind = [f"fd://{listen_fd}" if listen_fd is not None else config.bind]
     node_address = ""

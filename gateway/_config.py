@@ -39,6 +39,10 @@ class Setting:
 SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("GATEWAY_DATABASE_URL", "database_url", "sqlite:///./data/gateway.db",
             "Store location. `sqlite:///PATH` (embedded, the default) or `postgresql://...`."),
+    Setting("GATEWAY_SQLITE_SYNCHRONOUS", "sqlite_synchronous", "normal",
+            "SQLite only. `normal`: WAL with `synchronous=NORMAL`; a killed process loses no commit, a power "
+            "cut or OS crash may lose the last ones. `full`: each commit is fsynced before it is answered, "
+            "at a cost in write latency. See Durability."),
     Setting("GATEWAY_BIND", "bind", "127.0.0.1:8080",
             "HOST:PORT to listen on. When unset and `$PORT` is set, `0.0.0.0:$PORT` is used."),
     Setting("GATEWAY_TRANSPORT", "transport", "whatsapp",
@@ -131,10 +135,12 @@ def settings_markdown() -> str:
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
+_SQLITE_SYNCHRONOUS: Final = frozenset({"normal", "full"})
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "sqlite:///./data/gateway.db"
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     bind: str = "127.0.0.1:8080"
     transport: Literal["whatsapp", "sim"] = "whatsapp"
     sim_url: str = "ws://127.0.0.1:8765"
@@ -286,6 +292,11 @@ def _coerce(cls: type[Config], key: str, value: Any) -> Any:
             raise ConfigError(f"{_env_name(key)} must be a number, got {value!r}") from None
     if key == "log_level":
         return value.upper()
+    if key == "sqlite_synchronous":
+        lowered = value.strip().lower()
+        if lowered not in _SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"{_env_name(key)} must be normal or full, got {value!r}")
+        return lowered
     return value
 
 

@@ -83,7 +83,7 @@ async def open_gateway(config: Config, *, transport_factory: TransportFactory | 
     fenced, rate limits are shared, and `node_address` is where other nodes
     send the requests they route to this one.
     """
-    store = await open_store(config.database_url)
+    store = await open_store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
     try:
         await _prepare_single_node_store(config, store, clock)
         async with AsyncExitStack() as stack:

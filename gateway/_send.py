@@ -158,7 +158,7 @@ def _decode_item(raw: msgspec.Raw, path: str) -> SendMessage:
     try:
         return _ITEM.decode(raw)
     except msgspec.ValidationError as exc:
-        raise validation_error_from_msgspec(exc, prefix=path) from None
+        raise validation_error_from_msgspec(exc, prefix=path, body=SendMessage) from None
 
 
 def _require_some(valid: Sequence[object], refused: list[tuple[int, GatewayError]]) -> None:

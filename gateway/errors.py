@@ -9,13 +9,16 @@ how long to wait) travels as attributes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+import re
+from typing import Any, ClassVar, Final
 
 import msgspec
+import msgspec.inspect as mi
 
 from ratelimit import Decision
 
-from ._requests import PATTERN_MEANINGS
+from ._requests import CONTENT_KEYS, PATTERN_MEANINGS, SendMessage
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -152,10 +155,14 @@ class OwnedElsewhere(TryAgainLater):
 
 
 def validation_error_from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError,
-                                  prefix: str = "$") -> ValidationError:
-    """Turn msgspec's "<message> - at `$.a.b`" into a detail with that path."""
+                                  prefix: str = "$", body: type | None = None) -> ValidationError:
+    """Turn msgspec's "<message> - at `$.a.b`" into a detail with that path.
+
+    `body` is the type that was decoded: an unknown field then lists the fields
+    accepted at that path, which msgspec does not say."""
     text = str(exc)
     path = prefix
+    inner = "$"
     msg = text
     head, sep, tail = text.rpartition(" - at `")
     if sep and tail.endswith("`"):
@@ -167,4 +174,54 @@ def validation_error_from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeE
     for pattern, meaning in PATTERN_MEANINGS.items():
         if msg == f"Expected `str` matching regex {pattern!r}":
             msg = meaning
+    unknown = _UNKNOWN_FIELD.fullmatch(msg)
+    struct = _struct_at(body, inner) if unknown and body is not None else None
+    if unknown and struct is not None:
+        msg = f"unknown field `{unknown[1]}`; {accepted_fields(struct)}"
     return ValidationError(f"{msg} at {path}", details=[ErrorDetail(message=msg, path=path)])
+
+
+_UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(.*)`")
+_STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")  # one step of a msgspec path: `.name` or `[3]`
+
+
+def accepted_fields(struct: type[msgspec.Struct]) -> str:
+    """What an object of type `struct` may hold, in the API's spelling (camelCase)."""
+    fields = msgspec.structs.fields(struct)
+    if issubclass(struct, SendMessage):
+        required = " and ".join(f"`{f.encode_name}`" for f in fields if f.required)
+        content = ", ".join(f.encode_name for f in fields if f.encode_name in CONTENT_KEYS)
+        optional = ", ".join(f.encode_name for f in fields if not f.required and f.encode_name not in CONTENT_KEYS)
+        return f"a message has {required} and exactly one of: {content} (and optionally {optional})"
+    return "accepted fields: " + ", ".join(f.encode_name for f in fields)
+
+
+def _struct_at(body: type, path: str) -> type[msgspec.Struct] | None:
+    """The Struct type that msgspec's `path` (`$`, `$.image`, `$[0].poll`) names inside `body`, if any."""
+    node: Any = _type_info(body)
+    for name, index in _STEP.findall(path):
+        node = _unwrap(node)
+        if name and isinstance(node, mi.StructType):
+            node = next((f.type for f in node.fields if f.encode_name == name), None)
+        elif index and isinstance(node, mi.CollectionType):
+            node = node.item_type
+        else:
+            return None
+    node = _unwrap(node)
+    return node.cls if isinstance(node, mi.StructType) else None
+
+
+@functools.cache  # one entry per request type: the module-level body types, a fixed handful
+def _type_info(body: type) -> mi.Type:
+    return mi.type_info(body)
+
+
+def _unwrap(node: Any) -> Any:
+    """Through `Annotated` metadata and `X | None` to the one member that holds fields or items."""
+    if isinstance(node, mi.Metadata):
+        node = node.type
+    if isinstance(node, mi.UnionType):
+        members = [t for t in map(_unwrap, node.types) if isinstance(t, (mi.StructType, mi.CollectionType))]
+        if len(members) == 1:
+            node = members[0]
+    return node

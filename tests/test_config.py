@@ -29,6 +29,13 @@ def test_env_and_flags():
         ("sim", True, 2048, "DEBUG", "127.0.0.1:7000")
 
 
+def test_sqlite_synchronous_is_normal_unless_full_is_asked_for():
+    assert Config.from_env({}).sqlite_synchronous == "normal"
+    assert Config.from_env({"GATEWAY_SQLITE_SYNCHRONOUS": "FULL"}).sqlite_synchronous == "full"
+    assert Config.from_env({"GATEWAY_SQLITE_SYNCHRONOUS": " Normal "}).sqlite_synchronous == "normal"
+    assert Config.from_mapping({"sqlite_synchronous": "Full"}).sqlite_synchronous == "full"
+
+
 def test_port_is_honoured_when_bind_unset():
     assert Config.from_env({"PORT": "5123"}).bind == "0.0.0.0:5123"
     assert Config.from_env({"PORT": "5123", "GATEWAY_BIND": "127.0.0.1:1"}).bind == "127.0.0.1:1"
@@ -43,6 +50,8 @@ def test_port_is_honoured_when_bind_unset():
     ({"GATEWAY_DATABASE_URL": "mysql://x"}, "GATEWAY_DATABASE_URL"),
     ({"GATEWAY_MAX_BODY": "100", "GATEWAY_MAX_MEDIA_BODY": "10"}, "GATEWAY_MAX_BODY"),
     ({"GATEWAY_LOG_LEVEL": "chatty"}, "GATEWAY_LOG_LEVEL"),
+    ({"GATEWAY_SQLITE_SYNCHRONOUS": "off"}, "GATEWAY_SQLITE_SYNCHRONOUS must be normal or full"),
+    ({"GATEWAY_SQLITE_SYNCHRONOUS": "2"}, "GATEWAY_SQLITE_SYNCHRONOUS must be normal or full"),
 ])
 def test_bad_values_are_clear_errors(env, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -173,7 +173,7 @@ def _make_view(spec: RouteSpec, get_gateway: Callable[[], Gateway]) -> Callable[
             try:
                 body = spec.decoder.decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise validation_error_from_msgspec(exc) from None
+                raise validation_error_from_msgspec(exc, body=spec.body) from None
         if spec.live is not None and gateway.cluster is not None:
             routed = await _route_to_owner(gateway, spec.live, principal, path_params, raw)
             if routed is not None:

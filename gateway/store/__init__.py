@@ -19,12 +19,17 @@ from ._records import (
 )
 
 
-async def open_store(url: str) -> Store:
-    """Open the store a `GATEWAY_DATABASE_URL` names. The caller closes it."""
+async def open_store(url: str, *, sqlite_synchronous: str = "normal") -> Store:
+    """Open the store a `GATEWAY_DATABASE_URL` names. The caller closes it.
+
+    `sqlite_synchronous` (`GATEWAY_SQLITE_SYNCHRONOUS`: `normal` or `full`) is the
+    SQLite store's `PRAGMA synchronous`; PostgreSQL's durability is the server's
+    own (`synchronous_commit`, `fsync`).
+    """
     if url.startswith("sqlite:///"):
         from .sqlite import SqliteStore
 
-        return await SqliteStore.open(url)
+        return await SqliteStore.open(url, synchronous=sqlite_synchronous)
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 

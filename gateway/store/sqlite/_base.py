@@ -5,6 +5,13 @@ time (group commit, `_batch`), so the trio loop never blocks on disk and
 SQLite never sees two writers. Calls are not cancellable once started: a
 write either happens whole or not at all.
 
+Durability: a write returns only after its COMMIT (`_batch`). With WAL and
+`synchronous=NORMAL` (the default) that COMMIT survives the process being
+killed, but not a power cut or OS crash, which can take the last commits
+back (the file stays consistent); `synchronous=FULL`
+(`GATEWAY_SQLITE_SYNCHRONOUS=full`) fsyncs the WAL at every COMMIT, so it
+survives those too, at a cost in write latency.
+
 Each domain (`_accounts`, `_sessions`, `_messages`, ...) is a subclass of
 `SqliteBase`, and `SqliteStore` mixes them, as the PostgreSQL driver does
 with `PostgresBase`.
@@ -31,6 +38,11 @@ ROWS: Final = Rows(mark="?", json_param=lambda value: msgspec.json.encode(value)
                    json_list=msgspec.json.decode)
 
 
+# `PRAGMA synchronous` levels the store accepts, by name (what the pragma reads back: 1, 2).
+SYNCHRONOUS_LEVELS: Final = {"normal": "NORMAL", "full": "FULL"}
+DEFAULT_SYNCHRONOUS: Final = "normal"
+
+
 def path_from_url(url: str) -> str:
     """`sqlite:///./data/x.db` → `./data/x.db`; `sqlite:////abs/x.db` → `/abs/x.db`."""
     if not url.startswith("sqlite:///"):
@@ -45,20 +57,13 @@ class SqliteBase:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str) -> Self:
+    async def open(cls, url: str, *, synchronous: str = DEFAULT_SYNCHRONOUS) -> Self:
+        """Open the store's connection; `synchronous` is `normal` or `full` (see the module docstring)."""
         path = path_from_url(url)
-
-        def connect() -> sqlite3.Connection:
-            if path != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
-            return conn
-
-        return cls(await trio.to_thread.run_sync(connect))
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
+                             f"got {synchronous!r}")
+        return cls(await trio.to_thread.run_sync(_connect, path, SYNCHRONOUS_LEVELS[synchronous]))
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -103,3 +108,15 @@ class SqliteBase:
     async def _all(self, sql: str, params: tuple[Any, ...], convert: Callable[[Any], T]) -> list[T]:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [convert(r) for r in rows]
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    """On a worker thread: the store's connection, with the pragmas every connection of it needs."""
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")  # one of SYNCHRONOUS_LEVELS' values, never user text
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
