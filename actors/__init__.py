@@ -14,7 +14,7 @@ from ._messages import (
 from ._transport import (
     ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo, GroupParticipant,
     LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout,
-    ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec, Transport, TransportError,
+    GroupNotFound, ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec, Transport, TransportError,
     TransportEvent, TransportFactory,
 )
 from .core import (
@@ -30,7 +30,7 @@ __all__ = [
     "Disconnected", "EventSendChannel", "GroupInfo", "GroupParticipant", "InvalidTransition", "LocationContent",
     "LoggedOut", "Logout", "MediaContent", "MediaToolMissing", "MessageReceived", "NotConnected", "OnWhatsApp",
     "OutboundMessage", "OutboundQueue", "Pacing", "PairingCode", "PairingTimeout", "ParticipantResult", "PollContent",
-    "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
+    "GroupNotFound", "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
     "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
     "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
     "split_jid", "user_jid",

@@ -34,7 +34,6 @@ import trio
 
 from ._messages import OutboundMessage, SendResult
 
-
 # -- errors -------------------------------------------------------------------
 
 class TransportError(Exception):
@@ -77,6 +76,10 @@ class MediaToolMissing(TransportError):
 
 class RecipientError(TransportError):
     """The recipient or group is invalid, unknown, or refused the operation."""
+
+
+class GroupNotFound(RecipientError):
+    """The group does not exist, or this account is not in it (WhatsApp does not say which)."""
 
 
 # -- events (transport → actor) -----------------------------------------------

@@ -14,12 +14,15 @@ from typing import Final
 
 import phonenumbers
 
-from actors import GROUP_SERVER, USER_SERVER, split_jid, user_jid
+from actors import USER_SERVER, split_jid, user_jid
 
+from ._patterns import GROUP_JID_RE, USER_JID_RE
 from .errors import ValidationError
 
-_IGNORED: Final = re.compile(r"[\s\-.()]")
+_IGNORED: Final = re.compile(r"[ \-.()]")
 _SHAPE: Final = re.compile(r"\+?[0-9]{7,15}")
+_USER_JID: Final = re.compile(USER_JID_RE)
+_GROUP_JID: Final = re.compile(GROUP_JID_RE)
 
 
 class InvalidRecipient(ValueError):
@@ -55,17 +58,12 @@ def _canonical(digits: str) -> str:
 
 def parse_recipient(raw: str) -> str:
     """A phone number, a user JID or a group JID, as the JID a message goes to; else InvalidRecipient."""
-    raw = raw.strip()
     if "@" not in raw:
         return user_jid(normalize_phone(raw))
-    try:
-        user, server = split_jid(raw)
-    except ValueError:
-        user, server = "", ""
-    if server == USER_SERVER and user.isdigit() and 7 <= len(user) <= 15:
-        return f"{user}@{USER_SERVER}"
-    if server == GROUP_SERVER and user.replace("-", "").isdigit():
-        return f"{user}@{GROUP_SERVER}"
+    if _USER_JID.fullmatch(raw):
+        return f"{split_jid(raw)[0]}@{USER_SERVER}"
+    if _GROUP_JID.fullmatch(raw):
+        return raw
     raise InvalidRecipient("must be a phone number, a user JID (digits@s.whatsapp.net) or a group JID (...@g.us)")
 
 
@@ -83,3 +81,10 @@ def recipient_at(raw: str, path: str) -> str:
         return parse_recipient(raw)
     except InvalidRecipient as exc:
         raise ValidationError.at(path, str(exc)) from None
+
+
+def group_jid_at(raw: str, path: str) -> str:
+    """A group JID as given (`120363041234567890@g.us`), or the ValidationError naming `path`."""
+    if not _GROUP_JID.fullmatch(raw):
+        raise ValidationError.at(path, "must be a group JID such as 120363041234567890@g.us")
+    return raw

@@ -22,7 +22,27 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from ._patterns import (
+    HTTP_URL_PATTERN,
+    MIME_TYPE_PATTERN,
+    PERSON_PATTERN,
+    PHONE_PATTERN,
+    RECIPIENT_PATTERN,
+    SEND_LIMIT_PATTERN,
+)
 from .events import EVENT_TYPES
+
+# What a pattern means, for error messages (msgspec only says which regex failed).
+PATTERN_MEANINGS: Final = {
+    HTTP_URL_PATTERN: "must be an http:// or https:// URL",
+    PHONE_PATTERN: "must be 7 to 15 digits with an optional leading +; spaces, dashes, dots and "
+                   "parentheses are ignored",
+    RECIPIENT_PATTERN: "must be a phone number, a user JID (digits@s.whatsapp.net) or a group JID (...@g.us)",
+    PERSON_PATTERN: "must be a person: a phone number or a user JID (digits@s.whatsapp.net), not a group",
+    SEND_LIMIT_PATTERN: "must be COUNT/UNIT such as 20/minute: UNIT second (COUNT 1 to 1000), minute "
+                        "(1 to 60000), hour or day (1 to 100000)",
+    MIME_TYPE_PATTERN: "must be a MIME type such as image/png",
+}
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -32,18 +52,19 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_onl
 
 SessionName = Annotated[str, Meta(min_length=1, max_length=100, description="A label for people.")]
 PhoneNumber = Annotated[str, Meta(
-    min_length=7, max_length=32,
+    min_length=7, max_length=32, pattern=PHONE_PATTERN,
     description="7 to 15 digits with an optional leading +; spaces, dashes, dots and parentheses are ignored.",
     examples=["+1234567890"])]
-WebhookUrl = Annotated[str, Meta(max_length=2048, description="http(s) URL that receives events.",
-                                 examples=["https://example.com/hooks/whatsapp"])]
+WebhookUrl = Annotated[str, Meta(max_length=2048, pattern=HTTP_URL_PATTERN,
+                                 description="http(s) URL that receives events.", examples=["https://example.com/hooks/whatsapp"])]
 EventName = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 WebhookEvents = Annotated[list[EventName], Meta(
     max_length=len(EVENT_TYPES),
     description="Events to deliver. Empty means every event.")]
-SendLimit = Annotated[str, Meta(max_length=32, examples=["20/minute"], description=(
-    "This session's own send rate, COUNT/PERIOD (PERIOD second, minute or hour); null uses "
-    "GATEWAY_LIMIT_SEND. Settable with the personal access token only."))]
+SendLimit = Annotated[str, Meta(max_length=32, pattern=SEND_LIMIT_PATTERN, examples=["20/minute"], description=(
+    "This session's own send rate, COUNT/UNIT with UNIT second (COUNT at most 1000), minute (at most "
+    "60000), hour or day (at most 100000); null uses GATEWAY_LIMIT_SEND. Settable with the personal "
+    "access token only."))]
 
 
 class CreateSession(Request):
@@ -78,21 +99,18 @@ MAX_MENTIONS: Final = 256
 MAX_BATCH: Final = 100
 
 Recipient = Annotated[str, Meta(
-    min_length=7, max_length=64,
+    min_length=7, max_length=64, pattern=RECIPIENT_PATTERN,
     description="A phone number (7 to 15 digits, optional leading +, spaces, dashes, dots and parentheses "
                 "ignored), a user JID (`15551234567@s.whatsapp.net`) or a group JID (`...@g.us`).",
     examples=["1234567890", "+1234567890", "120363041234567890@g.us"])]
-HTTP_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://"
-MIME_TYPE_PATTERN: Final = r"^[\w.+-]+/[\w.+-]+$"
-# What a pattern means, for error messages (msgspec only says which regex failed).
-PATTERN_MEANINGS: Final = {
-    HTTP_URL_PATTERN: "must be an http:// or https:// URL",
-    MIME_TYPE_PATTERN: "must be a MIME type such as image/png",
-}
+Person = Annotated[str, Meta(
+    min_length=7, max_length=64, pattern=PERSON_PATTERN,
+    description="A phone number or a user JID (`15551234567@s.whatsapp.net`).")]
 HttpUrl = Annotated[str, Meta(max_length=2048, pattern=HTTP_URL_PATTERN,
                               description="http(s) URL the gateway downloads the media from.")]
 Base64 = Annotated[str, Meta(description="The media itself, base64-encoded (standard alphabet). "
-                                         "Use either `url` or `data`.")]
+                                         "Use either `url` or `data`.",
+                              extra_json_schema={"contentEncoding": "base64"})]
 Caption = Annotated[str, Meta(max_length=MAX_CAPTION)]
 MimeType = Annotated[str, Meta(max_length=127, pattern=MIME_TYPE_PATTERN)]
 
@@ -139,7 +157,8 @@ class ContactCard(Request):
 class Poll(Request):
     question: Annotated[str, Meta(min_length=1, max_length=255)]
     options: Annotated[list[Annotated[str, Meta(min_length=1, max_length=100)]],
-                       Meta(min_length=2, max_length=MAX_POLL_OPTIONS)]
+                       Meta(min_length=2, max_length=MAX_POLL_OPTIONS, extra_json_schema={"uniqueItems": True},
+                            description="Distinct options (compared ignoring case and surrounding spaces).")]
     selectable_count: Annotated[int, Meta(ge=1, le=MAX_POLL_OPTIONS,
                                           description="How many options a voter may pick (1 = single choice).")] = 1
 
@@ -165,11 +184,27 @@ class SendMessage(Request):
         "Quote a message: a `messageId` this API returned, or a WhatsApp message id of a message in "
         "the same chat (e.g. from a message.received webhook)."))] | None = None
     view_once: Annotated[bool, Meta(description="View-once media (image, video or audio).")] = False
-    mentions: Annotated[list[Recipient], Meta(max_length=MAX_MENTIONS, description=(
+    mentions: Annotated[list[Person], Meta(max_length=MAX_MENTIONS, description=(
         "People to @mention (phone numbers or JIDs); put @<digits> in the text where they appear."))] = []
     send_at: Annotated[str, Meta(description=(
         "Schedule: an ISO 8601 time with a timezone (e.g. 2026-12-01T09:00:00Z), at most 30 days ahead. "
         "Omit to send now."))] | None = None
+
+
+def _present(key: str) -> dict[str, object]:
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+# Rules between fields that the types cannot carry, stated in the OpenAPI document
+# (`gateway/api/_openapi.py` adds them to each type's schema) and enforced in
+# `_compose.draft`: exactly one content key, exactly one of url or data, and
+# viewOnce only on image, video or audio.
+SCHEMA_RULES: Final[dict[type, dict[str, object]]] = {
+    SendMessage: {"oneOf": [_present(k) for k in CONTENT_KEYS],
+                  "if": {"required": ["viewOnce"], "properties": {"viewOnce": {"const": True}}},
+                  "then": {"anyOf": [_present(k) for k in ("image", "video", "audio")]}},
+    **{kind: {"oneOf": [_present("url"), _present("data")]} for kind in (Image, Video, Audio, Document, Sticker)},
+}
 
 
 class SendMessages(Request):

@@ -18,7 +18,8 @@ from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
 from .api import directory, messages, sessions, webhooks
 from .api._cors import install_cors
-from .api._openapi import build_openapi, render_docs
+from .api._docs import render_docs
+from .api._openapi import build_openapi
 from .api._routing import JSON, Api, json_response
 from .api._schemas import Health
 from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,11 +53,14 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 
 
 @contextmanager
-def serving(env: dict[str, str], *extra_args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A `gateway serve` process; yields (base URL, process). Stops it with SIGTERM."""
+def serving(env: dict[str, str], *extra_args: str, port: int | None = None,
+            stderr: Any = subprocess.PIPE) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A `gateway serve` process; yields (base URL, process). Stops it with SIGTERM.
+
+    `stderr` (the JSON log): a pipe by default; give a file for a long, chatty run."""
     port = port or free_port()
     proc = subprocess.Popen(gateway_cmd("serve", "--bind", f"127.0.0.1:{port}", *extra_args), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", proc=proc)

@@ -189,7 +189,7 @@ BAD = [
      "$.poll.selectableCount"),
     ({"to": "1234567890", "text": "a", "viewOnce": True}, "$.viewOnce"),
     ({"to": "1234567890", "text": "a", "mentions": ["12"]}, "$.mentions[0]"),
-    ({"to": "1234567890", "text": "a", "mentions": ["1203630@g.us"]}, "$.mentions"),
+    ({"to": "1234567890", "text": "a", "mentions": ["1203630@g.us"]}, "$.mentions[0]"),
     ({"to": "1234567890", "text": "a", "sendAt": "tomorrow"}, "$.sendAt"),
     ({"to": "1234567890", "text": "a", "sendAt": "2030-01-01T00:00:00"}, "$.sendAt"),
     ({"to": "1234567890", "text": "a", "sendAt": "2020-01-01T00:00:00Z"}, "$.sendAt"),
@@ -263,6 +263,27 @@ async def test_batch_with_per_item_results(env):
     await error_of(r, 422, "VALIDATION_ERROR")
     r = await env.send({"messages": [{"to": "1234567890", "text": "x"}] * 101}, path="/api/v1/send-messages")
     await error_of(r, 422, "VALIDATION_ERROR")
+
+
+MESSAGE_KEYS = ("a message has `to` and exactly one of: text, image, video, audio, document, sticker, location, "
+                "contact, poll (and optionally replyTo, viewOnce, mentions, sendAt)")
+
+
+async def test_an_unknown_content_key_lists_the_valid_ones_alone_and_in_a_batch(env):
+    gif = {"to": "+15550001111", "gif": {"url": "https://example.com/a.gif"}}
+    err = await error_of(await env.send(gif), 422, "VALIDATION_ERROR")
+    assert err["details"] == [{"message": f"unknown field `gif`; {MESSAGE_KEYS}", "path": "$"}]
+    assert err["message"] == f"unknown field `gif`; {MESSAGE_KEYS} at $"
+    r = await env.send({"messages": [{"to": "1234567890", "text": "ok"}, gif]}, path="/api/v1/send-messages")
+    body = await r.get_json()
+    assert r.status_code == 202 and (body["accepted"], body["rejected"]) == (1, 1), body
+    assert body["results"][1]["error"]["details"] == [
+        {"message": f"unknown field `gif`; {MESSAGE_KEYS}", "path": "$.messages[1]"}]
+    assert body["results"][1]["error"]["message"] == f"unknown field `gif`; {MESSAGE_KEYS} at $.messages[1]"
+    err = await error_of(await env.send({"to": "1234567890", "image": {"url": "https://e.com/a.png", "alt": "x"}}),
+                         422, "VALIDATION_ERROR")
+    assert err["details"] == [{"message": "unknown field `alt`; accepted fields: url, data, mimetype, caption",
+                               "path": "$.image"}]
 
 
 async def test_send_failure_is_recorded(env):

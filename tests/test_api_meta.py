@@ -71,5 +71,32 @@ async def test_the_document_states_what_the_server_enforces(client):
     phone = [p for p in paths["/api/v1/contacts/{phone}"]["get"]["parameters"] if p["name"] == "phone"][0]
     assert "pattern" in phone["schema"]
     jid = [p for p in paths["/api/v1/groups/{jid}"]["get"]["parameters"] if p["name"] == "jid"][0]
-    assert jid["schema"]["pattern"].endswith(r"@g\.us$")
+    assert re.search(jid["schema"]["pattern"], "120363041234567890@g.us")
+    assert not re.search(jid["schema"]["pattern"], "15551234567@s.whatsapp.net")
+    assert "404" in paths["/api/v1/groups/{jid}"]["get"]["responses"]  # GROUP_NOT_FOUND
+    # Body constraints: the patterns the server checks are in the schemas.
+    create = doc["components"]["schemas"]["CreateSession"]["properties"]
+    limit = create["sendLimit"]["anyOf"][0]["pattern"]
+    assert re.search(limit, "20/minute") and not re.search(limit, "1001/second") and not re.search(limit, "5/15min")
+    assert not re.search(create["webhookUrl"]["anyOf"][0]["pattern"], "file:///etc/passwd")
+    phone_rule = create["phoneNumber"]["anyOf"][0]["pattern"]
+    assert re.search(phone_rule, "+1 (555) 123-4567") and not re.search(phone_rule, "123456")
+    message = doc["components"]["schemas"]["SendMessage"]
+    assert len(message["oneOf"]) == 9  # exactly one content key
+    # Every authenticated operation documents 401 and 429; every body has its examples.
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            if op["security"]:
+                assert {"401", "429"} <= set(op["responses"]), (method, path)
+            if "requestBody" in op:
+                assert op["requestBody"]["content"]["application/json"].get("examples"), (method, path)
     assert "502" in paths["/api/v1/whatsapp-sessions/{session_id}/connect"]["post"]["responses"]
+
+
+def test_the_readme_shows_the_documents_send_examples():
+    from pathlib import Path
+
+    from gateway.api._examples import send_examples_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert send_examples_markdown() in readme  # the README's examples are the document's, word for word

@@ -34,7 +34,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message  # noqa: E402
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, MediaType, ParticipantChange, Presence  # noqa: E402
 
 from actors import (  # noqa: E402
-    ChatPresence as ChatPresenceEvent, ConnectFailed, Connected, Disconnected, LoggedOut, MediaContent,
+    ChatPresence as ChatPresenceEvent, ConnectFailed, Connected, Disconnected, GroupNotFound, LoggedOut, MediaContent,
     MessageReceived, NotConnected, OutboundMessage, PairingTimeout, Presence as PresenceEvent, QRCode, Receipt,
     RecipientError, SendResult, SessionSpec, TextContent,
 )
@@ -458,6 +458,8 @@ async def test_media_is_uploaded_through_the_client():
 @pytest.mark.parametrize(("go_text", "cls"), [
     ("info query returned status 404: item-not-found", RecipientError),
     ("websocket not connected", NotConnected),
+    ("failed to get group info: group not found", GroupNotFound),
+    ("failed to get group info: you're not participating in that group", GroupNotFound),
 ])
 async def test_go_errors_are_mapped(go_text, cls):
     with trio.fail_after(10):

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from actors import (
-    ChatPresence, ConnectFailed, Connected, ContactContent, LocationContent, LoggedOut, MediaContent, MessageReceived,
+    ChatPresence, ConnectFailed, Connected, ContactContent, GroupNotFound, LocationContent, LoggedOut, MediaContent, MessageReceived,
     NotConnected, OutboundMessage, PairingTimeout, PollContent, Presence, QRCode, Receipt, RecipientError, ReplyTo,
     TextContent, TransportError,
 )
@@ -222,11 +222,11 @@ async def test_groups(tmp_path):
             assert [g.jid for g in await b.transport.list_groups()] == [group.jid]
             await b.transport.leave_group(group.jid)
             assert await b.transport.list_groups() == []
-            with pytest.raises(RecipientError):
+            with pytest.raises(GroupNotFound):  # a group you left is one you cannot see
                 await b.transport.group_info(group.jid)
             with pytest.raises(RecipientError):
                 await b.transport.send(OutboundMessage(to=group.jid, content=TextContent(body="left")))
-            with pytest.raises(RecipientError):
+            with pytest.raises(GroupNotFound):
                 await a.transport.group_info("120363000000000000@g.us")
             assert {p.jid for p in (await a.transport.group_info(group.jid)).participants} == {JA}
 

@@ -19,7 +19,7 @@ from neonize.proto import Neonize_pb2 as pb
 from .._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
 from .._transport import (
     ChatPresence, ContactInfo, GroupInfo, GroupParticipant, MessageReceived, NotConnected, OnWhatsApp,
-    ParticipantResult, Presence, Receipt, RecipientError, TransportError,
+    GroupNotFound, ParticipantResult, Presence, Receipt, RecipientError, TransportError,
 )
 
 _KNOWN_SERVERS = frozenset({USER_SERVER, GROUP_SERVER, LID_SERVER, "broadcast", "newsletter"})
@@ -321,6 +321,10 @@ _RECIPIENT = ("item-not-found", "status 400", "status 401", "status 403", "statu
               "recipient must be", "invalid jid", "group not found", "not participating", "not on whatsapp")
 
 
+# whatsmeow's ErrGroupNotFound and ErrNotInGroup (GetGroupInfo answers 404 and 403 with these).
+_GROUP_GONE = ("group not found", "not participating in that group")
+
+
 def go_text(exc: BaseException) -> str:
     """The Go error text a neonize exception carries (some carry bytes)."""
     arg = exc.args[0] if exc.args else ""
@@ -337,6 +341,8 @@ def transport_error(exc: BaseException) -> TransportError:
     low = reason.lower()
     if any(n in low for n in _NOT_CONNECTED):
         return NotConnected(reason)
+    if any(n in low for n in _GROUP_GONE):
+        return GroupNotFound(reason)
     if any(n in low for n in _RECIPIENT):
         return RecipientError(reason)
     return TransportError(reason)

@@ -25,9 +25,19 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from .._messages import MediaContent
-from .._transport import NotConnected, RecipientError, TransportError
+from .._transport import GroupNotFound, NotConnected, RecipientError, TransportError
 from ._protocol import (
-    MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Ack, Call, Frame, Hello, Reply, SendOp, ServerFrame, Welcome, link_encoder,
+    MAX_MESSAGE_SIZE,
+    PROTOCOL_VERSION,
+    Ack,
+    Call,
+    Frame,
+    Hello,
+    Reply,
+    SendOp,
+    ServerFrame,
+    Welcome,
+    link_encoder,
     server_frames_decoder,
 )
 
@@ -301,6 +311,8 @@ class SimLink:
                 raise NotConnected("the link to the simulator was lost")
             raise TransportError(f"the simulator did not answer within {timeout:g} s")
         if reply.error is not None:
+            if reply.kind == "group_not_found":
+                raise GroupNotFound(reply.error)
             if reply.kind == "recipient":
                 raise RecipientError(reply.error)
             if reply.kind == "not_connected":

@@ -12,12 +12,31 @@ import random
 from typing import TYPE_CHECKING
 
 from actors import (
-    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, OnWhatsApp, ParticipantResult, Presence, SendResult,
+    ChatPresence,
+    ContactInfo,
+    GroupInfo,
+    GroupParticipant,
+    OnWhatsApp,
+    ParticipantResult,
+    Presence,
+    SendResult,
     phone_from_jid,
 )
 from actors.sim import (
-    AnyOp, ContactsOp, CreateGroupOp, GroupInfoOp, LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, PairPhoneOp,
-    SendOp, SendPresenceOp, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
+    AnyOp,
+    ContactsOp,
+    CreateGroupOp,
+    GroupInfoOp,
+    LeaveGroupOp,
+    ListGroupsOp,
+    LogoutOp,
+    OnWhatsAppOp,
+    PairPhoneOp,
+    SendOp,
+    SendPresenceOp,
+    SubscribePresenceOp,
+    TypingOp,
+    UpdateParticipantsOp,
 )
 
 from ._model import Account, Group, OpError, Outbox, jid_of, normalize_phone, recipient_error
@@ -111,10 +130,9 @@ class SocialMixin:
 
     def member_group(self, me: Account, jid: str) -> Group:
         group = self.groups.get(jid)
-        if group is None:
-            raise recipient_error(f"group {jid} not found")
-        if me.jid not in group.roles:
-            raise recipient_error(f"not-authorized: not a participant of {jid}")
+        if group is None or me.jid not in group.roles:
+            # WhatsApp answers both the same way: a group you are not in is one you cannot see.
+            raise OpError("group_not_found", f"group {jid} not found, or this account is not in it")
         return group
 
     def create_group(self: Network, me: Account, name: str, participants: list[str]) -> GroupInfo:

@@ -8,15 +8,17 @@ import msgspec
 import trio
 from msgspec import Meta
 
-from actors import GroupInfo, OnWhatsApp, is_group_jid, phone_from_jid, user_jid
+from actors import GroupInfo, GroupNotFound, OnWhatsApp, phone_from_jid, user_jid
 
-from .._phone import phone_at, recipient_at
+from .._patterns import NOT_BLANK_PATTERN
+from .._phone import group_jid_at, phone_at, recipient_at
+from .._requests import PhoneNumber, Recipient, Request
 from ..errors import NotFound, SessionNotConnected, Unauthorized, ValidationError, WhatsAppError
 from ..store import ContactRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live
-from .._requests import PhoneNumber, Recipient, Request
 from ._schemas import Answer
+
 
 class UpsertContact(Request):
     phone_number: PhoneNumber
@@ -69,7 +71,8 @@ class ParticipantList(Answer):
 
 
 class CreateGroup(Request):
-    name: Annotated[str, Meta(min_length=1, max_length=100)]
+    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK_PATTERN,
+                              description="1 to 100 characters, not all spaces.")]
     participants: Annotated[list[Recipient], Meta(min_length=1, max_length=1024)]
 
 
@@ -108,13 +111,13 @@ def participant_out(p) -> Participant:
 
 
 def _phone_param(raw: str) -> str:
+    if len(raw) > 32:
+        raise ValidationError.at("path.phone", "must be at most 32 characters")
     return phone_at(raw, "path.phone")
 
 
 def _group_param(raw: str) -> str:
-    if not is_group_jid(raw) or not raw.split("@")[0].replace("-", "").isdigit():
-        raise ValidationError.at("path.jid", "must be a group JID such as 120363041234567890@g.us")
-    return raw
+    return group_jid_at(raw, "path.jid")
 
 
 async def _whatsapp(call):
@@ -189,6 +192,7 @@ def _register_contacts(api: Api) -> None:
 
 def _register_groups(api: Api) -> None:
     one = _LIVE_ERRORS
+    in_group = [*one, ValidationError, GroupNotFound]  # routes that name a group by its JID
 
     @api.route("GET", "/groups", summary="List groups", tag="Groups", auth=Auth.SESSION, answer=GroupList,
                errors=one, live=Live.OWNER)
@@ -202,20 +206,18 @@ def _register_groups(api: Api) -> None:
     async def create_group(ctx: Ctx) -> Group:
         """Create a group with the given participants (phone numbers or JIDs)."""
         name = ctx.body.name.strip()
-        if not name:
-            raise ValidationError.at("$.name", "must not be blank")
         members = [recipient_at(p, f"$.participants[{i}]") for i, p in enumerate(ctx.body.participants)]
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         return group_out(await _whatsapp(transport.create_group(name, list(dict.fromkeys(members)))))
 
     @api.route("GET", "/groups/<jid>", summary="Get group metadata", tag="Groups", auth=Auth.SESSION,
-               answer=Group, errors=[*one, ValidationError], live=Live.OWNER)
+               answer=Group, errors=in_group, live=Live.OWNER)
     async def get_group(ctx: Ctx, jid: str) -> Group:
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         return group_out(await _whatsapp(transport.group_info(_group_param(jid))))
 
     @api.route("GET", "/groups/<jid>/participants", summary="List participants", tag="Groups",
-               auth=Auth.SESSION, answer=ParticipantList, errors=[*one, ValidationError], live=Live.OWNER)
+               auth=Auth.SESSION, answer=ParticipantList, errors=in_group, live=Live.OWNER)
     async def group_participants(ctx: Ctx, jid: str) -> ParticipantList:
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
         info = await _whatsapp(transport.group_info(_group_param(jid)))
@@ -229,7 +231,7 @@ def _register_groups(api: Api) -> None:
         return ParticipantResults(results=[ParticipantResultOut(jid=r.jid, ok=r.ok, error=r.error) for r in results])
 
     @api.route("POST", "/groups/<jid>/participants/add", summary="Add participants", tag="Groups",
-               auth=Auth.SESSION, body=ChangeParticipants, answer=ParticipantResults, errors=[*one, ValidationError],
+               auth=Auth.SESSION, body=ChangeParticipants, answer=ParticipantResults, errors=in_group,
                live=Live.OWNER)
     async def add_participants(ctx: Ctx, jid: str) -> ParticipantResults:
         """Add people; each gets its own result (e.g. `404` not on WhatsApp, `409` already a member)."""
@@ -237,13 +239,13 @@ def _register_groups(api: Api) -> None:
 
     @api.route("POST", "/groups/<jid>/participants/remove", summary="Remove participants", tag="Groups",
                auth=Auth.SESSION, body=ChangeParticipants, answer=ParticipantResults,
-               errors=[*one, ValidationError], live=Live.OWNER)
+               errors=in_group, live=Live.OWNER)
     async def remove_participants(ctx: Ctx, jid: str) -> ParticipantResults:
         """Remove people; each gets its own result."""
         return await change(ctx, jid, "remove")
 
     @api.route("POST", "/groups/<jid>/leave", summary="Leave group", tag="Groups", auth=Auth.SESSION, answer=Left,
-               errors=[*one, ValidationError], live=Live.OWNER)
+               errors=in_group, live=Live.OWNER)
     async def leave_group(ctx: Ctx, jid: str) -> Left:
         group = _group_param(jid)
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)

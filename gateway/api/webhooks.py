@@ -81,7 +81,7 @@ def register(api: Api) -> None:
         """This session's deliveries, newest first, with attempt counts and the last error."""
         status = ctx.query.get("status")
         try:
-            wanted = DeliveryStatus(status) if status else None
+            wanted = DeliveryStatus(status) if status is not None else None
         except ValueError:
             raise ValidationError.at("query.status", "must be pending, delivered or dead") from None
         before, limit = read_page(ctx.query)

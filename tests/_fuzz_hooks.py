@@ -1,0 +1,95 @@
+"""Schemathesis hooks for tests/test_fuzz_api.py (loaded through SCHEMATHESIS_HOOKS).
+
+The OpenAPI document states every rule a JSON Schema can carry; a few rules
+cannot be carried by one, and the gateway answers 422 for them by design:
+media bytes must be what their kind needs (a sticker is WebP), a media URL must
+answer, `sendAt` must lie within the next 30 days, a quoted message must exist,
+poll options must be distinct ignoring case, a webhook host must resolve. For
+cases generated as *valid* data, these hooks swap in values that keep those
+rules (so the fuzzer reaches the code past validation, and its
+positive-data check stays strict). Cases generated as invalid data are sent
+untouched. A generated `Idempotency-Key` is made unique, since the same key with
+another body is refused by design.
+
+One more edit, in every mode: the session whose key the run uses is never
+deleted, disconnected or given a new key (those requests go to an unknown id
+and answer 404), nor, in valid cases, a slow send limit, so the run keeps
+reaching a connected session that can send.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import uuid
+from typing import Any
+
+import schemathesis
+
+MEDIA_BASE = os.environ.get("FUZZ_MEDIA_BASE", "")
+WEBHOOK_URL = os.environ.get("FUZZ_WEBHOOK_URL", "")
+PROTECTED = os.environ.get("FUZZ_PROTECTED_SESSION", "")
+
+# The smallest bytes each kind accepts (its container's magic number), by kind.
+SAMPLES: dict[str, bytes] = {
+    "image": b"\x89PNG\r\n\x1a\n" + bytes(64),
+    "video": b"\x00\x00\x00\x18ftypmp42" + bytes(64),
+    "audio": b"OggS" + bytes(64),
+    "document": b"%PDF-1.4\n" + bytes(64),
+    "sticker": b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(64),
+}
+MEDIA_PATHS = {"image": "/image.png", "video": "/video.mp4", "audio": "/audio.ogg",
+               "document": "/document.pdf", "sticker": "/sticker.webp"}
+_PROTECTED_OPS = {("DELETE", "/api/v1/whatsapp-sessions/{session_id}"),
+                  ("POST", "/api/v1/whatsapp-sessions/{session_id}/rotate-key"),
+                  ("POST", "/api/v1/whatsapp-sessions/{session_id}/disconnect")}
+
+
+@schemathesis.hook
+def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    if (case.method.upper(), case.path) in _PROTECTED_OPS and (case.path_parameters or {}).get(
+            "session_id") == PROTECTED:
+        case.path_parameters["session_id"] = str(uuid.uuid4())
+    meta = case.meta
+    if meta is None or str(meta.generation.mode) != "positive" or not isinstance(case.body, dict):
+        return
+    if "Idempotency-Key" in (case.headers or {}):
+        # A key names one request: the same key with another body is refused (422) by design.
+        case.headers["Idempotency-Key"] = uuid.uuid4().hex
+    body = case.body
+    if case.path == "/api/v1/send-message":
+        _fix_message(body)
+    elif case.path == "/api/v1/send-messages":
+        for item in body.get("messages") or []:
+            if isinstance(item, dict):
+                _fix_message(item)
+    if case.method.upper() == "PUT" and case.path_parameters.get("session_id") == PROTECTED:
+        body.pop("sendLimit", None)  # a slow limit on the session every send uses would starve the run
+    if isinstance(body.get("webhookUrl"), str):
+        body["webhookUrl"] = WEBHOOK_URL
+
+
+def _fix_message(message: dict[str, Any]) -> None:
+    for kind, sample in SAMPLES.items():
+        media = message.get(kind)
+        if not isinstance(media, dict):
+            continue
+        if isinstance(media.get("url"), str):
+            media["url"] = MEDIA_BASE + MEDIA_PATHS[kind]
+        if isinstance(media.get("data"), str):
+            media["data"] = base64.b64encode(sample).decode()
+    if isinstance(message.get("sendAt"), str):
+        message["sendAt"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    message.pop("replyTo", None)
+    poll = message.get("poll")
+    if isinstance(poll, dict) and isinstance(poll.get("options"), list):
+        seen: set[str] = set()
+        options = []
+        for i, option in enumerate(poll["options"]):
+            key = option.strip().casefold() if isinstance(option, str) else option
+            options.append(option if key not in seen else f"option {i} {uuid.uuid4().hex[:8]}")
+            seen.add(key)
+        poll["options"] = options
+        if isinstance(poll.get("selectableCount"), int):
+            poll["selectableCount"] = min(poll["selectableCount"], len(options))
