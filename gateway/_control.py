@@ -101,9 +101,13 @@ class SessionControl:
                 self._supervisor.send_nowait(record.id, Connect())
             except trio.WouldBlock:
                 raise TryAgainLater("The session is busy; try again shortly") from None
+            # Wait for this attempt: a QR, or an end reached after the Connect (an actor that starts
+            # in its persisted FAILED or LOGGED_OUT state has not tried again yet).
+            moved = False
             with trio.move_on_after(self._qr_wait):
-                while actor.qr is None and actor.state not in _PAIRING_ENDED:
+                while actor.qr is None and not (moved and actor.state in _PAIRING_ENDED):
                     await actor.qr_changed.wait()
+                    moved = True
             if actor.state is SessionState.FAILED:
                 raw = actor.reason or "no reason given"
                 log.warning("connect failed", extra={"fields": {"session": record.id, "reason": raw}})

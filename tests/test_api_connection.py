@@ -170,3 +170,14 @@ async def test_a_connect_that_fails_at_once_is_an_error_answer_logged_and_named(
     qr = await error_of(await client.get(f"{BASE}/{s['id']}/qrcode", headers=account.headers), 409, "QR_NOT_AVAILABLE")
     assert "FAILED" in qr["message"] and "failed to connect" in qr["message"]
     assert "Call connect first" not in qr["message"]
+
+
+async def test_connect_after_a_failure_answers_the_new_attempt_not_the_old_state(client, account, transports):
+    """A FAILED session connected again: the answer is about this connect, not the failure before it."""
+    transports.script = ["fatal:device store cannot be opened", "connect"]
+    s = await create(client, account)
+    with trio.fail_after(10):
+        await error_of(await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers), 502, "CONNECT_FAILED")
+        r = await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    assert r.status_code == 200, await r.get_data()
+    assert (await r.get_json())["status"] == "CONNECTED"
