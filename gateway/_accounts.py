@@ -12,6 +12,8 @@ from .store import ApiToken, Store, StoreConflict, User
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LENGTH: Final = 8
 MAX_PASSWORD_LENGTH: Final = 1024
+MAX_TOKEN_DAYS: Final = 3650
+_DAY_MS: Final = 86_400_000
 
 
 class AccountError(ValueError):
@@ -41,15 +43,45 @@ class Accounts:
             raise AccountError(f"a user with email {email} already exists") from None
         return user
 
-    async def create_token(self, email: str, name: str) -> tuple[ApiToken, str]:
-        """Create a PAT for the user; returns the record and the plaintext, shown once."""
+    async def create_token(self, email: str, name: str, *, expires_in_days: int | None = None
+                           ) -> tuple[ApiToken, str]:
+        """Create a PAT for the user with `email` (the CLI); see `issue_token`."""
+        return await self.issue_token((await self._user_by_email(email)).id, name, expires_in_days=expires_in_days)
+
+    async def issue_token(self, user_id: str, name: str, *, expires_in_days: int | None = None
+                          ) -> tuple[ApiToken, str]:
+        """Create a PAT; returns the record and the plaintext, which is shown once and never stored."""
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise AccountError("token name must be 1 to 100 characters")
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+            raise AccountError(f"a token expires in 1 to {MAX_TOKEN_DAYS} days")
+        now = self._clock.now_ms()
+        cred = new_credential(CredentialKind.PAT)
+        token = ApiToken(id=cred.id, user_id=user_id, name=name, secret_hash=cred.secret_hash, created_at=now,
+                         expires_at=None if expires_in_days is None else now + expires_in_days * _DAY_MS)
+        await self._store.create_token(token)
+        return token, cred.plaintext
+
+    async def list_tokens(self, user_id: str) -> list[ApiToken]:
+        """Every token of the user, oldest first, revoked and expired ones included."""
+        return await self._store.list_tokens(user_id)
+
+    async def list_tokens_by_email(self, email: str) -> list[ApiToken]:
+        return await self.list_tokens((await self._user_by_email(email)).id)
+
+    async def revoke_token(self, token_id: str, *, owner: str | None = None) -> ApiToken | None:
+        """Revoke a token (of `owner` only, when given). None when there is no such token for the
+        caller; revoking a revoked token changes nothing. The caller drops it from the auth cache."""
+        token = await self._store.get_token(token_id)
+        if token is None or (owner is not None and token.user_id != owner):
+            return None
+        if token.revoked_at is None:
+            await self._store.revoke_token(token_id, self._clock.now_ms())
+        return await self._store.get_token(token_id)
+
+    async def _user_by_email(self, email: str) -> User:
         user = await self._store.get_user_by_email(normalize_email(email))
         if user is None:
             raise AccountError(f"no user with email {email}")
-        cred = new_credential(CredentialKind.PAT)
-        token = ApiToken(id=cred.id, user_id=user.id, name=name, secret_hash=cred.secret_hash, created_at=self._clock.now_ms())
-        await self._store.create_token(token)
-        return token, cred.plaintext
+        return user

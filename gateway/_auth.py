@@ -4,6 +4,11 @@ Verified credentials are cached per process for `auth_cache_ttl` seconds
 (trio's clock), so the hot path does one SHA-256 and no I/O. The cache holds
 only credentials that verified; unknown ones are never cached, so a flood of
 garbage cannot grow it. It is bounded, dropping the oldest entry when full.
+
+A token's expiry is checked on every request, cached or not. Its
+`last_used_at` is written when the token is loaded into the cache and its
+secret matched, so it is exact to within `auth_cache_ttl` and costs one write
+per token per process per TTL, never one per request.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Final
 
 import msgspec
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._lru import LruCache
 from ._security import CredentialKind, parse_credential, secret_matches
 from .errors import Unauthorized
@@ -41,11 +47,13 @@ Principal = AccountPrincipal | SessionPrincipal
 class _Entry(msgspec.Struct):
     secret_hash: bytes
     principal: Principal
+    expires_at: int | None = None  # epoch ms (tokens only)
 
 
 class Authenticator:
-    def __init__(self, store: Store, *, ttl: float) -> None:
+    def __init__(self, store: Store, *, ttl: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
         self._cache: LruCache[str, _Entry] = LruCache(_CACHE_MAX, ttl=ttl)
 
     async def authenticate(self, credential: str) -> Principal:
@@ -54,6 +62,7 @@ class Authenticator:
             raise Unauthorized("Malformed credential: expected a wgp_ token or a wgs_ session key")
         cache_key = parsed.kind.value + parsed.id
         entry = self._cache.get(cache_key)
+        loaded = entry is None
         if entry is None:
             entry = await self._load(parsed.kind, parsed.id)
             if entry is None:
@@ -61,6 +70,11 @@ class Authenticator:
             self._cache.put(cache_key, entry)
         if not secret_matches(parsed.secret, entry.secret_hash):
             raise Unauthorized("Invalid credential")
+        now = self._clock.now_ms()
+        if entry.expires_at is not None and now >= entry.expires_at:
+            raise Unauthorized("This token has expired")
+        if loaded and isinstance(entry.principal, AccountPrincipal):
+            await self._store.touch_token(entry.principal.token_id, now)
         return entry.principal
 
     def forget(self, kind: CredentialKind, credential_id: str) -> None:
@@ -72,7 +86,7 @@ class Authenticator:
             token = await self._store.get_token(credential_id)
             if token is None or token.revoked_at is not None:
                 return None
-            return _Entry(token.secret_hash, AccountPrincipal(token.user_id, token.id))
+            return _Entry(token.secret_hash, AccountPrincipal(token.user_id, token.id), token.expires_at)
         session = await self._store.get_session_by_key_id(credential_id)
         if session is None:
             return None

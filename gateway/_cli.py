@@ -8,11 +8,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from ._accounts import Accounts
 
 log = logging.getLogger("gateway.cli")
 
@@ -53,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     create_token = tokens.add_parser("create", help="create a token; prints it alone on stdout")
     create_token.add_argument("--email", required=True)
     create_token.add_argument("--name", required=True)
+    create_token.add_argument("--expires-days", type=int, metavar="DAYS", help="refuse the token after DAYS days")
+    list_tokens = tokens.add_parser("list", help="list a user's tokens (never their secrets)")
+    list_tokens.add_argument("--email", required=True)
+    revoke_token = tokens.add_parser("revoke", help="revoke a token by its id (the part after wgp_)")
+    revoke_token.add_argument("id")
     return parser
 
 
@@ -117,14 +125,33 @@ async def _run_admin(config: Config, args: argparse.Namespace) -> int:
                 print(f"created user {user.email} ({user.id})", file=sys.stderr)
                 return 0
             if args.command == "tokens":
-                _, plaintext = await accounts.create_token(args.email, args.name)
-                print(plaintext)
-                return 0
+                return await _tokens(accounts, args, config)
         except AccountError as exc:
             raise _AdminError(str(exc)) from None
     finally:
         await store.aclose()
     raise _AdminError(f"unknown command {args.command}")
+
+
+async def _tokens(accounts: Accounts, args: argparse.Namespace, config: Config) -> int:
+    from .store import iso_ms
+
+    if args.action == "create":
+        _, plaintext = await accounts.create_token(args.email, args.name, expires_in_days=args.expires_days)
+        print(plaintext)
+        return 0
+    if args.action == "list":
+        print(f"{'id':<18} {'name':<24} {'created':<24} {'last used':<24} {'expires':<24} revoked")
+        for t in await accounts.list_tokens_by_email(args.email):
+            print(f"{t.id:<18} {t.name[:24]:<24} {iso_ms(t.created_at):<24} {iso_ms(t.last_used_at) or '-':<24} "
+                  f"{iso_ms(t.expires_at) or '-':<24} {iso_ms(t.revoked_at) or '-'}")
+        return 0
+    token_id = args.id.removeprefix("wgp_").split("_", 1)[0]
+    if await accounts.revoke_token(token_id) is None:
+        raise _AdminError(f"no token {token_id}")
+    print(f"revoked {token_id}; serving gateways refuse it within GATEWAY_AUTH_CACHE_TTL "
+          f"({config.auth_cache_ttl:g} s)", file=sys.stderr)
+    return 0
 
 
 async def _print_nodes(config: Config, store: object) -> int:

@@ -26,7 +26,7 @@ from ._media import MediaError, check_size, decode_base64, resolve_mimetype
 from ._netguard import UnsafeURL, check_url_on_save
 from ._payload import MediaRef, Payload, pack, quoted_text
 from ._phone import phone_at, recipient_at
-from ._requests import CONTENT_KEYS, SendMessage
+from ._requests import CONTENT_KEYS, SendMessage, whole
 from .errors import ErrorDetail, MediaToolUnavailable, ValidationError
 from .store import Store
 
@@ -96,11 +96,12 @@ def _content(req: SendMessage, kind: str, path: str) -> Content | None:
         poll = req.poll
         if len({o.strip().casefold() for o in poll.options}) != len(poll.options):
             raise ValidationError.at(f"{path}.options", "poll options must be distinct")
-        if poll.selectable_count > len(poll.options):
+        selectable = whole(poll.selectable_count, f"{path}.selectableCount")
+        if selectable > len(poll.options):
             raise ValidationError.at(f"{path}.selectableCount",
                                      f"must be at most the number of options ({len(poll.options)})")
         return PollContent(question=poll.question, options=list(poll.options),
-                           selectable_count=poll.selectable_count)
+                           selectable_count=selectable)
     media = getattr(req, kind)
     if (media.url is None) == (media.data is None):
         raise ValidationError.at(path, "give exactly one of url or data")

@@ -140,7 +140,7 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
                          else LocalGate(control))
     composer = Composer(store, allow_private_urls=config.allow_private_urls,
                         needs_ffmpeg=config.transport == "whatsapp")
-    auth = Authenticator(store, ttl=config.auth_cache_ttl)
+    auth = Authenticator(store, ttl=config.auth_cache_ttl, clock=clock)
     return Gateway(
         config=config, clock=clock, store=store, auth=auth, accounts=Accounts(store, clock=clock),
         sessions=Sessions(store, auth, control, rates, allow_private_urls=config.allow_private_urls, clock=clock),

@@ -45,6 +45,25 @@ PATTERN_MEANINGS: Final = {
 }
 
 
+WHOLE_MARK: Final = "x-whole-number"  # the OpenAPI document states such a float as `"type": "integer"`
+
+
+def whole_number(*, ge: int, le: int, description: str) -> object:
+    """An integer field as JSON has it: `3` and `3.0` are the same number (JSON Schema's `integer`
+    says so too), which msgspec's `int` refuses. Decoded as a float within the bounds; the service
+    turns it into an int with `whole`, refusing a fraction."""
+    return Annotated[float, Meta(ge=ge, le=le, description=description, extra_json_schema={WHOLE_MARK: True})]
+
+
+def whole(value: float, path: str) -> int:
+    """`value` (from a `whole_number` field) as an int, or the ValidationError naming `path`."""
+    from .errors import ValidationError
+
+    if not float(value).is_integer():
+        raise ValidationError.at(path, "must be a whole number")
+    return int(value)
+
+
 class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     """Base of every request body."""
 
@@ -159,8 +178,8 @@ class Poll(Request):
     options: Annotated[list[Annotated[str, Meta(min_length=1, max_length=100)]],
                        Meta(min_length=2, max_length=MAX_POLL_OPTIONS, extra_json_schema={"uniqueItems": True},
                             description="Distinct options (compared ignoring case and surrounding spaces).")]
-    selectable_count: Annotated[int, Meta(ge=1, le=MAX_POLL_OPTIONS,
-                                          description="How many options a voter may pick (1 = single choice).")] = 1
+    selectable_count: whole_number(ge=1, le=MAX_POLL_OPTIONS,  # type: ignore[valid-type]
+                                   description="How many options a voter may pick (1 = single choice).") = 1
 
 
 CONTENT_KEYS: Final = ("text", "image", "video", "audio", "document", "sticker", "location", "contact", "poll")

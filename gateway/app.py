@@ -16,7 +16,7 @@ from actors import TransportFactory
 from ._config import Config
 from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
-from .api import directory, messages, sessions, webhooks
+from .api import directory, messages, sessions, tokens, webhooks
 from .api._cors import install_cors
 from .api._docs import render_docs
 from .api._openapi import build_openapi
@@ -42,6 +42,7 @@ def build_api() -> Api:
     messages.register(api)
     directory.register(api)
     webhooks.register(api)
+    tokens.register(api)
     return api
 
 

@@ -12,7 +12,7 @@ untouched. A generated `Idempotency-Key` is made unique, since the same key with
 another body is refused by design.
 
 One more edit, in every mode: the session whose key the run uses is never
-deleted, disconnected or given a new key (those requests go to an unknown id
+deleted, disconnected or given a new key, the run's token is never revoked (those requests go to an unknown id
 and answer 404), nor, in valid cases, a slow send limit, so the run keeps
 reaching a connected session that can send.
 """
@@ -30,6 +30,7 @@ import schemathesis
 MEDIA_BASE = os.environ.get("FUZZ_MEDIA_BASE", "")
 WEBHOOK_URL = os.environ.get("FUZZ_WEBHOOK_URL", "")
 PROTECTED = os.environ.get("FUZZ_PROTECTED_SESSION", "")
+PROTECTED_TOKEN = os.environ.get("FUZZ_PROTECTED_TOKEN", "")
 
 # The smallest bytes each kind accepts (its container's magic number), by kind.
 SAMPLES: dict[str, bytes] = {
@@ -51,6 +52,8 @@ def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if (case.method.upper(), case.path) in _PROTECTED_OPS and (case.path_parameters or {}).get(
             "session_id") == PROTECTED:
         case.path_parameters["session_id"] = str(uuid.uuid4())
+    if case.path == "/api/v1/tokens/{token_id}" and (case.path_parameters or {}).get("token_id") == PROTECTED_TOKEN:
+        case.path_parameters["token_id"] = uuid.uuid4().hex[:16]
     meta = case.meta
     if meta is None or str(meta.generation.mode) != "positive" or not isinstance(case.body, dict):
         return

@@ -64,6 +64,18 @@ class StoreContract:
         with pytest.raises(StoreConflict):
             await store.create_token(t1)
 
+    async def test_token_expiry_and_last_use(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        t = ApiToken(id="c" * 16, user_id=user.id, name="ci", secret_hash=b"\x04" * 32, created_at=1, expires_at=5000)
+        await store.create_token(t)
+        assert (await store.get_token(t.id)).expires_at == 5000
+        assert (await store.get_token(t.id)).last_used_at is None
+        await store.touch_token(t.id, at=200)
+        await store.touch_token(t.id, at=150)  # a use seen late by another process never moves it back
+        assert (await store.get_token(t.id)).last_used_at == 200
+        await store.touch_token("missing", at=1)
+
     async def test_sessions_roundtrip(self, store: Store):
         user = a_user()
         await store.create_user(user)

@@ -120,6 +120,9 @@ async def test_receipts_move_status_forward_only(env):
      lambda m: m.content == ContactContent(full_name="John Doe", phone_number="+1234567890")),
     ({"poll": {"question": "Lunch?", "options": ["Pizza", "Sushi"], "selectableCount": 2}}, "poll",
      lambda m: m.content == PollContent(question="Lunch?", options=["Pizza", "Sushi"], selectable_count=2)),
+    ({"poll": {"question": "Lunch?", "options": ["Pizza", "Sushi"], "selectableCount": 2.0}}, "poll",
+     lambda m: m.content == PollContent(question="Lunch?", options=["Pizza", "Sushi"], selectable_count=2)
+     and type(m.content.selectable_count) is int),
     ({"document": {"data": base64.b64encode(b"%PDF-1.4 x").decode(), "filename": "a.pdf"}}, "document",
      lambda m: m.content.mimetype == "application/pdf" and m.content.filename == "a.pdf"),
     ({"sticker": {"data": base64.b64encode(b"RIFF\x00\x00\x00\x00WEBPVP8 ").decode()}}, "sticker",

@@ -153,7 +153,7 @@ def test_schemathesis_finds_nothing(tmp_path, receiver):
             peer = _connected_session(base, {"X-API-Token": pat}, "peer")
             st_env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests._fuzz_hooks", "PYTHONPATH": str(ROOT),
                       "FUZZ_MEDIA_BASE": receiver, "FUZZ_WEBHOOK_URL": receiver + "/hook",
-                      "FUZZ_PROTECTED_SESSION": target["id"]}
+                      "FUZZ_PROTECTED_SESSION": target["id"], "FUZZ_PROTECTED_TOKEN": pat.split("_")[1]}
             runs = []
             for name, credential in (("pat", pat), ("key", None)):
                 config = _config(tmp_path, pat=credential, key=target["apiKey"], session_id=target["id"],

@@ -12,6 +12,7 @@ from typing import Any, Final, NamedTuple
 
 from .._requests import CreateSession, PairingCodeRequest, SendMessage, SendMessages, UpdateSession
 from .directory import ChangeParticipants, CreateGroup, UpsertContact
+from .tokens import CreateToken
 
 
 class Example(NamedTuple):
@@ -64,6 +65,8 @@ EXAMPLES: Final[dict[type, dict[str, Example]]] = {
     CreateGroup: {"group": Example("A group of two", {"name": "Launch team",
                                                       "participants": ["+15551234567", "+15557654321"]})},
     ChangeParticipants: {"people": Example("People by number", {"participants": ["+15551234567"]})},
+    CreateToken: {"ci": Example("A token for CI that expires in 90 days", {"name": "ci", "expiresInDays": 90}),
+                  "crm": Example("A token that does not expire", {"name": "crm"})},
 }
 
 

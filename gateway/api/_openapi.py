@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from .._patterns import GROUP_JID_PATTERN, PHONE_PATTERN
-from .._requests import SCHEMA_RULES
+from .._requests import SCHEMA_RULES, WHOLE_MARK
 from ..errors import RateLimitExceeded, Unauthorized
 from ._errors import ErrorEnvelope, UnsupportedMediaType, error_code_table, mapping_of
 from ._examples import openapi_examples
@@ -37,6 +37,7 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
         types.extend(t for t in (r.doc_body, r.answer) if t is not None)
     schemas, components = msgspec.json.schema_components(list(dict.fromkeys(types)), ref_template=_REF)
     by_type = dict(zip(dict.fromkeys(types), schemas, strict=True))
+    _integers(components)
     for typ, rules in SCHEMA_RULES.items():
         if typ.__name__ in components:
             components[typ.__name__].update(rules)
@@ -111,3 +112,16 @@ def _path_names(path: str) -> list[str]:
 def _openapi_path(path: str) -> str:
     return "/".join("{" + part[1:-1].split(":")[-1] + "}" if part.startswith("<") else part
                     for part in path.split("/"))
+
+
+def _integers(schema: Any) -> None:
+    """`whole_number` fields, decoded as floats, are integers to the document (in place)."""
+    if isinstance(schema, dict):
+        if schema.pop(WHOLE_MARK, False):
+            schema["type"] = "integer"
+        for value in schema.values():
+            _integers(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _integers(value)
+

@@ -76,6 +76,9 @@ class AccountStore(Protocol):
 
     async def revoke_token(self, token_id: str, at: int) -> bool: ...
 
+    async def touch_token(self, token_id: str, at: int) -> None:
+        """Record a use of the token at `at` (never moves `last_used_at` back)."""
+
 
 class SessionStore(Protocol):
     """WhatsApp sessions: their settings, keys and last known state."""

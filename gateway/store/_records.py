@@ -38,6 +38,8 @@ class ApiToken(msgspec.Struct, frozen=True, kw_only=True):
     secret_hash: bytes
     created_at: int
     revoked_at: int | None = None
+    expires_at: int | None = None  # epoch ms; past it the token is refused
+    last_used_at: int | None = None  # epoch ms, to within GATEWAY_AUTH_CACHE_TTL (see `_auth`)
 
 
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,7 +30,7 @@ from ._records import (
 )
 
 USER_COLUMNS: Final = "id, email, password_hash, created_at"
-TOKEN_COLUMNS: Final = "id, user_id, name, secret_hash, created_at, revoked_at"
+TOKEN_COLUMNS: Final = "id, user_id, name, secret_hash, created_at, revoked_at, expires_at, last_used_at"
 SESSION_COLUMNS: Final = (
     "id, user_id, name, phone_number, status, status_reason, connect_on_start, webhook_url, "
     "webhook_events, webhook_enabled, webhook_secret, key_id, key_hash, created_at, updated_at, send_limit")
@@ -73,6 +73,12 @@ class Rows:
 
     def marks(self, n: int) -> str:
         return ", ".join([self.mark] * n)
+
+    def touch_token(self) -> str:
+        """Record a token's use (at, id, at): `last_used_at` only moves forward, as uses race."""
+        m = self.mark
+        return (f"UPDATE api_tokens SET last_used_at = {m} "
+                f"WHERE id = {m} AND (last_used_at IS NULL OR last_used_at < {m})")
 
     def insert(self, table: str, columns: str) -> str:
         """`INSERT INTO table (columns) VALUES (...)`, one placeholder per column."""
@@ -136,11 +142,12 @@ def user(r: Any) -> User:
 
 
 def token_row(t: ApiToken) -> tuple[Any, ...]:
-    return (t.id, t.user_id, t.name, t.secret_hash, t.created_at, t.revoked_at)
+    return (t.id, t.user_id, t.name, t.secret_hash, t.created_at, t.revoked_at, t.expires_at, t.last_used_at)
 
 
 def token(r: Any) -> ApiToken:
-    return ApiToken(id=r[0], user_id=r[1], name=r[2], secret_hash=bytes(r[3]), created_at=r[4], revoked_at=r[5])
+    return ApiToken(id=r[0], user_id=r[1], name=r[2], secret_hash=bytes(r[3]), created_at=r[4], revoked_at=r[5],
+                    expires_at=r[6], last_used_at=r[7])
 
 
 def history_row(m: MessageRecord) -> tuple[Any, ...]:

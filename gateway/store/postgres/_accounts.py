@@ -35,3 +35,6 @@ class PostgresAccounts(PostgresBase):
     async def revoke_token(self, token_id: str, at: int) -> bool:
         return await self._execute(
             "UPDATE api_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (at, token_id)) > 0
+
+    async def touch_token(self, token_id: str, at: int) -> None:
+        await self._execute(ROWS.touch_token(), (at, token_id, at))

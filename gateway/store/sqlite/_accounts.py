@@ -36,3 +36,6 @@ class SqliteAccounts(SqliteBase):
     async def revoke_token(self, token_id: str, at: int) -> bool:
         return await self._execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                    (at, token_id)) > 0
+
+    async def touch_token(self, token_id: str, at: int) -> None:
+        await self._execute(ROWS.touch_token(), (at, token_id, at))

@@ -158,6 +158,10 @@ CREATE TABLE rate_buckets (
 CREATE INDEX messages_ready ON messages(session_id, id) WHERE status = 'queued' AND send_at IS NULL;
 CREATE INDEX messages_scheduled ON messages(session_id, send_at, id) WHERE status = 'queued' AND send_at IS NOT NULL;
 """),
+    (7, "token expiry and last use", """
+ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
+"""),
 )
 
 
