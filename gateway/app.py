@@ -18,7 +18,8 @@ from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
 from .api import directory, messages, sessions, tokens, webhooks
 from .api._cors import install_cors
-from .api._docs import render_docs
+from .api._docs import DOCS_STYLE, render_docs
+from .api._pages import html_page, page_headers
 from .api._openapi import build_openapi
 from .api._routing import JSON, Api, json_response
 from .api._schemas import Health
@@ -142,6 +143,7 @@ def _install_meta_routes(app: QuartTrio, state: dict[str, Any], api: Api) -> Non
     """The OpenAPI document, the docs page, and the health checks."""
     openapi_doc = build_openapi(api.routes, version=_version(), server_url="/")  # every path already starts with /api/v1
     docs_html = render_docs(openapi_doc)
+    docs_headers = page_headers(styles=[DOCS_STYLE])
 
     @app.route(f"{API_PREFIX}/openapi.json", methods=["GET"])
     async def openapi() -> Response:
@@ -149,7 +151,7 @@ def _install_meta_routes(app: QuartTrio, state: dict[str, Any], api: Api) -> Non
 
     @app.route("/docs", methods=["GET"])
     async def docs() -> Response:
-        return Response(docs_html, content_type="text/html; charset=utf-8")
+        return html_page(docs_html, docs_headers)
 
     @app.route("/healthz", methods=["GET"])
     async def healthz() -> Response:

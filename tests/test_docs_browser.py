@@ -26,9 +26,18 @@ def test_docs_page_reads_well(server, viewport, tmp_path):
     doc = httpx.get(server + "/api/v1/openapi.json").json()
     operations = [op for ops in doc["paths"].values() for op in ops.values()]
     requests: list[str] = []
+    console: list[str] = []
     with browser_page(viewport=viewport) as page:
         page.on("request", lambda r: requests.append(r.url))
-        page.goto(server + "/docs")
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        answer = page.goto(server + "/docs")
+        headers = answer.headers
+        assert "unsafe-inline" not in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        # The page's own style is allowed by its hash, so the strict policy blocks nothing.
+        assert page.evaluate("getComputedStyle(document.querySelector('.op')).borderTopStyle") == "solid"
         page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
         # Every operation has a section, and the contents link to each one.
         assert page.locator("article.op").count() == len(operations)
@@ -57,6 +66,7 @@ def test_docs_page_reads_well(server, viewport, tmp_path):
         assert page.url.endswith("#send_message")
         # Nothing but the page itself was requested: no CDN, no fonts, no scripts.
         assert all(url.startswith(server) for url in requests), requests
+        assert not [line for line in console if "Content Security Policy" in line], console
         # No horizontal scrolling on a phone.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"] + 1, width

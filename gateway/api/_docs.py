@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any, Final
 
-_STYLE: Final = (
+DOCS_STYLE: Final = (
     ":root{--fg:#1b1b1b;--muted:#5b5b5b;--line:#e3e3e3;--code:#f5f5f4;--accent:#0b6e4f}"
     "*{box-sizing:border-box}body{margin:0;font:15px/1.55 system-ui,-apple-system,'Segoe UI',sans-serif;"
     "color:var(--fg);background:#fff}a{color:var(--accent)}code,pre{font:13px/1.45 ui-monospace,Menlo,"
@@ -80,7 +80,7 @@ def render_docs(doc: dict[str, Any]) -> str:
     return "".join([
         "<!doctype html><html lang=en><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width,initial-scale=1'>",
-        f"<title>{h(info['title'])}</title><style>{_STYLE}</style>",
+        f"<title>{h(info['title'])}</title><style>{DOCS_STYLE}</style>",
         "<div class=layout>", *nav, "<main>", *body, "</main></div></html>"])
 
 
