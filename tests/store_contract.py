@@ -58,6 +58,9 @@ class StoreContract:
         await store.create_token(t2)
         assert await store.get_token(t1.id) == t1
         assert [t.id for t in await store.list_tokens(user.id)] == [t1.id, t2.id]
+        t0 = ApiToken(id="0" * 16, user_id=user.id, name="later", secret_hash=b"\x05" * 32, created_at=3)
+        await store.create_token(t0)  # the smallest id, created last: listed last (oldest first)
+        assert [t.id for t in await store.list_tokens(user.id)] == [t1.id, t2.id, t0.id]
         assert await store.revoke_token(t1.id, at=99) is True
         assert await store.revoke_token(t1.id, at=100) is False
         assert (await store.get_token(t1.id)).revoked_at == 99

@@ -27,7 +27,8 @@ async def test_create_list_use_and_revoke_over_http(client, gateway, account):
         crm = {"X-API-Token": made["token"]}
         assert (await client.get("/api/v1/whatsapp-sessions", headers=crm)).status_code == 200
         listed = (await (await client.get(TOKENS, headers=account.headers)).get_json())["data"]
-        assert [t["name"] for t in listed] == ["tests", "crm"]
+        assert {t["name"] for t in listed} == {"tests", "crm"}
+        assert [t["createdAt"] for t in listed] == sorted(t["createdAt"] for t in listed)  # oldest first
         assert all("token" not in t for t in listed)  # secrets are shown once, at creation
         assert [t for t in listed if t["id"] == made["id"]][0]["lastUsedAt"] is not None
         r = await client.delete(f"{TOKENS}/{made['id']}", headers=account.headers)

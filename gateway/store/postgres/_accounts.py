@@ -29,7 +29,7 @@ class PostgresAccounts(PostgresBase):
         return await self._one(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = %s", (token_id,), token)
 
     async def list_tokens(self, user_id: str) -> list[ApiToken]:
-        return await self._all(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = %s ORDER BY id",
+        return await self._all(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = %s ORDER BY created_at, id",
                                (user_id,), token)
 
     async def revoke_token(self, token_id: str, at: int) -> bool:

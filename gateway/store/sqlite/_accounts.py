@@ -30,7 +30,7 @@ class SqliteAccounts(SqliteBase):
         return await self._one(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?", (token_id,), token)
 
     async def list_tokens(self, user_id: str) -> list[ApiToken]:
-        return await self._all(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY id",
+        return await self._all(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY created_at, id",
                                (user_id,), token)
 
     async def revoke_token(self, token_id: str, at: int) -> bool:
