@@ -30,6 +30,9 @@ GROUP_JID_PATTERN: Final = whole(GROUP_JID_RE)
 # Some character `str.strip` keeps: the class lists exactly the characters
 # `str.isspace` accepts (spelled out, as Python's and ECMA's `\s` differ).
 NOT_BLANK_PATTERN: Final = r"[^ \t\n\r\f\v\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# A page cursor: unpadded base64url of at most 200 bytes (268 characters).
+CURSOR_RE: Final = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
+CURSOR_MAX_LENGTH: Final = 268
 HTTP_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 MIME_TYPE_PATTERN: Final = whole(r"[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+")
 # A per-session send limit, in the one form the API takes; the counts keep every

@@ -10,6 +10,7 @@ import base64
 import re
 from typing import Final
 
+from .._patterns import CURSOR_MAX_LENGTH, CURSOR_RE, whole
 from ..errors import ValidationError
 from ._routing import Param
 
@@ -20,11 +21,10 @@ PAGE_PARAMS: Final = [
     Param("limit", f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
           {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
     Param("cursor", "`nextCursor` from the previous page.",
-          {"type": "string", "pattern": r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$", "maxLength": 268}),
+          {"type": "string", "pattern": whole(CURSOR_RE), "maxLength": CURSOR_MAX_LENGTH}),
 ]
-# Unpadded base64url of at most 200 bytes; any such text names a position
-# (pages are keyset pages), so every cursor of this shape is accepted.
-_CURSOR: Final = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?")
+# Any text of the cursor's shape names a position (pages are keyset pages), so it is accepted.
+_CURSOR: Final = re.compile(CURSOR_RE)
 _LIMIT: Final = re.compile(r"[0-9]{1,3}")
 
 
@@ -40,7 +40,7 @@ def read_page(query: dict[str, str]) -> tuple[str | None, int]:
     cursor = query.get("cursor")
     after = None
     if cursor:
-        if len(cursor) > 268 or not _CURSOR.fullmatch(cursor):
+        if len(cursor) > CURSOR_MAX_LENGTH or not _CURSOR.fullmatch(cursor):
             raise ValidationError.at("query.cursor", "is not a cursor this API returned")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         after = raw.decode(errors="replace").replace("\x00", "") or None

@@ -15,6 +15,11 @@ class Answer(msgspec.Struct, rename="camel", kw_only=True):
     """Base of every answer body. Nulls are written out, so clients see every field."""
 
 
+def fields_of(answer: Answer) -> dict[str, object]:
+    """An answer's fields by name, to build a wider answer from it (`Wider(**fields_of(a), extra=...)`)."""
+    return {f: getattr(answer, f) for f in answer.__struct_fields__}
+
+
 SessionStateName = Literal["DISCONNECTED", "CONNECTING", "CONNECTED", "LOGGED_OUT", "FAILED"]
 
 

@@ -12,7 +12,7 @@ from ..store import SessionRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live, Param
 from .._requests import CreateSession, PairingCodeRequest, UpdateSession
-from ._schemas import PairingCodeAnswer, QrCode, Session, SessionConnecting, SessionList, SessionWithKey
+from ._schemas import PairingCodeAnswer, QrCode, Session, SessionConnecting, SessionList, SessionWithKey, fields_of
 
 TAG = "Sessions"
 _COMMON = [Unauthorized]
@@ -28,7 +28,7 @@ def session_out(r: SessionRecord, *, secret: bool = False) -> Session:
 
 def session_with_key(r: SessionRecord, api_key: str) -> SessionWithKey:
     out = session_out(r, secret=True)
-    return SessionWithKey(**_fields(out), api_key=api_key)
+    return SessionWithKey(**fields_of(out), api_key=api_key)
 
 
 def register(api: Api) -> None:
@@ -93,7 +93,7 @@ def _register_connection(api: Api) -> None:
         drops and gateway restarts until it is disconnected."""
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
         record, qr = await ctx.gateway.control.connect(record)
-        return SessionConnecting(**_fields(session_out(record)), qr=qr)
+        return SessionConnecting(**fields_of(session_out(record)), qr=qr)
 
     @api.route("POST", "/whatsapp-sessions/<session_id>/disconnect", summary="Disconnect", tag=TAG,
                auth=Auth.EITHER, answer=Session, errors=[*_ONE, TryAgainLater], live=Live.OWNER)
@@ -136,10 +136,6 @@ def _register_connection(api: Api) -> None:
 
 def _is_account(ctx: Ctx) -> bool:
     return isinstance(ctx.principal, AccountPrincipal)
-
-
-def _fields(out: Session) -> dict[str, object]:
-    return {f: getattr(out, f) for f in Session.__struct_fields__}
 
 
 def render_qr(code: str, fmt: str, scale: int) -> Response:

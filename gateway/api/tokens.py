@@ -13,7 +13,7 @@ from .._security import CredentialKind
 from ..errors import NotFound, Unauthorized, ValidationError
 from ..store import ApiToken, iso_ms
 from ._routing import Api, Auth, Ctx
-from ._schemas import Answer
+from ._schemas import Answer, fields_of
 
 TAG = "Tokens"
 
@@ -71,7 +71,7 @@ def register(api: Api) -> None:
         except AccountError as exc:
             raise ValidationError.at("$", str(exc)) from None
         out = token_out(token)
-        return TokenWithSecret(**{f: getattr(out, f) for f in out.__struct_fields__}, token=secret)
+        return TokenWithSecret(**fields_of(out), token=secret)
 
     @api.route("DELETE", "/tokens/<token_id>", summary="Revoke token", tag=TAG, auth=Auth.PAT, answer=Token,
                errors=[Unauthorized, NotFound])
