@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._config import Config, ConfigError
+from ._config import SETTINGS, Config, ConfigError
 
 if TYPE_CHECKING:
     from ._accounts import Accounts
 
 log = logging.getLogger("gateway.cli")
+
+_SIM_URL_DEFAULT = next(s.default for s in SETTINGS if s.env == "GATEWAY_SIM_URL")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("nodes", help="list cluster nodes, their heartbeats and how many sessions each runs")
 
-    sim = sub.add_parser("simulator", help="run the simulated WhatsApp network (tests, demos, bench)")
+    sim = sub.add_parser("simulator", help="run the simulated WhatsApp network (tests, demos, bench)",
+                         description="Run the simulated WhatsApp network; with a command (scan, unregister), "
+                                     "act on a running one instead.")
     sim.add_argument("--bind", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765)")
     sim.add_argument("--autopair", type=float, metavar="SECONDS",
                      help="pair every connecting session after SECONDS, without a QR scan")
     sim.add_argument("--receipt-delay", type=float, default=0.5, metavar="SECONDS",
                      help="delay before delivered and read receipts (default 0.5)")
+    sim.add_argument("--qr-interval", type=float, default=20.0, metavar="SECONDS",
+                     help="how often an unpaired session gets a new QR code (default 20)")
+    sim.add_argument("--closed-world", action="store_true",
+                     help="only numbers a session paired as or control registered are on WhatsApp "
+                          "(default: every well-formed number is)")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="{scan,unregister}",
+                                 help="act on a running simulator instead of running one")
+    url_help = f"the simulator's URL (default: $GATEWAY_SIM_URL, else {_SIM_URL_DEFAULT})"
+    scan = sim_sub.add_parser("scan", help="pair the session showing a QR; prints the number it paired as")
+    scan.add_argument("session_id", metavar="SESSION_ID")
+    scan.add_argument("--phone", help="the number that scans (default: the session's own number or a fresh one)")
+    scan.add_argument("--url", help=url_help)
+    unregister = sim_sub.add_parser("unregister", help="take a number off WhatsApp: sends to it fail")
+    unregister.add_argument("phone", metavar="PHONE")
+    unregister.add_argument("--url", help=url_help)
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
     create_user = users.add_parser("create", help="create a user")
@@ -67,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulator":
-        from bench.simulator import run_simulator_cli
-
-        return run_simulator_cli(args.bind, autopair=args.autopair, receipt_delay=args.receipt_delay)
+        return _simulator(args)
     overrides = {
         "database_url": args.database_url,
         "log_level": args.log_level,
@@ -99,6 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _AdminError(Exception):
     pass
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    """`gateway simulator`: run the network, or (`scan`, `unregister`) ask a running one."""
+    if args.sim_command is None:
+        from bench.simulator import run_simulator_cli
+
+        return run_simulator_cli(args.bind, autopair=args.autopair, receipt_delay=args.receipt_delay,
+                                 qr_interval=args.qr_interval, open_world=not args.closed_world)
+    from bench.simulator import run_control_cli
+
+    url = args.url or os.environ.get("GATEWAY_SIM_URL") or _SIM_URL_DEFAULT
+    if args.sim_command == "scan":
+        return run_control_cli(url, "scan", session_id=args.session_id, phone=args.phone)
+    return run_control_cli(url, "unregister", phone=args.phone)
 
 
 async def _run_admin(config: Config, args: argparse.Namespace) -> int:

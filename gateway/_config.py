@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any, Final, Literal
 
 import msgspec
@@ -49,6 +51,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "`whatsapp` (real WhatsApp through neonize) or `sim` (the bundled simulator)."),
     Setting("GATEWAY_SIM_URL", "sim_url", "ws://127.0.0.1:8765",
             "WebSocket URL of `gateway simulator`, used when the transport is `sim`."),
+    Setting("GATEWAY_SMTP_URL", "smtp_url", "",
+            "Mail server for password-reset links: `smtp://[USER:PASSWORD@]HOST[:PORT]` (port 25, STARTTLS "
+            "when offered), `smtp+starttls://...` (587, STARTTLS required) or `smtps://...` (465, TLS); "
+            "USER and PASSWORD percent-encoded, `?verify=false` accepts a self-signed certificate. Empty: "
+            "reset links are written to the log (WARNING) instead of mailed."),
+    Setting("GATEWAY_SMTP_FROM", "smtp_from", "gateway@localhost",
+            "From address of the gateway's mail (`gateway@example.com` or `Gateway <gateway@example.com>`)."),
     Setting("GATEWAY_DATA_DIR", "data_dir", "./data",
             "Directory for per-session WhatsApp device stores."),
     Setting("GATEWAY_CONNECT_ATTEMPTS", "connect_attempts", "3",
@@ -74,8 +83,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("GATEWAY_LIMIT_API", "limit_api", "100/minute",
             "Authenticated requests per user, across all of that user's tokens and session keys."),
     Setting("GATEWAY_LIMIT_AUTH", "limit_auth", "5/minute",
-            "Failed authentications per client IP; past it, that IP gets 429 until the bucket refills."),
+            "Auth attempts per client IP: failed API authentications and dashboard logins, and every sign-up, "
+            "forgot-password and reset request. Past it, that IP gets 429 until the bucket refills; a valid "
+            "API key is never refused by it."),
     Setting("GATEWAY_LIMIT_FORGOT", "limit_forgot", "3/hour", "Password-reset requests per email."),
+    Setting("GATEWAY_SIGNUP", "signup", "open",
+            "`open`: anyone who reaches the dashboard may sign up. `closed`: a private instance; users are "
+            "created with `gateway users create`."),
+    Setting("GATEWAY_PUBLIC_URL", "public_url", "",
+            "The gateway's public base URL (`https://wa.example.com`), used in password-reset links. Empty: "
+            "`http://` + GATEWAY_BIND (a wildcard host reads as localhost); the request's Host header is never "
+            "used, so a forged one cannot redirect a reset link."),
+    Setting("GATEWAY_LOGIN_TTL", "login_ttl", "604800",
+            "Seconds a dashboard login lasts without use; each use extends it. Logging out or changing the "
+            "password ends it at once."),
     Setting("GATEWAY_CORS_ORIGINS", "cors_origins", "",
             "Comma-separated origins (`https://app.example.com`) whose web pages may call the API from a "
             "browser, or `*` for any. Empty: no cross-origin calls."),
@@ -144,6 +165,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     bind: str = "127.0.0.1:8080"
     transport: Literal["whatsapp", "sim"] = "whatsapp"
     sim_url: str = "ws://127.0.0.1:8765"
+    smtp_url: str = ""
+    smtp_from: str = "gateway@localhost"
     data_dir: str = "./data"
     connect_attempts: int = 3
     reconnect_max_delay: float = 60 * SECONDS
@@ -156,6 +179,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     limit_api: str = "100/minute"
     limit_auth: str = "5/minute"
     limit_forgot: str = "3/hour"
+    signup: Literal["open", "closed"] = "open"
+    public_url: str = ""
+    login_ttl: float = 7 * 24 * 60 * MINUTES
     cors_origins: str = ""
     trusted_proxies: str = ""
     send_min_gap: float = 1.0 * SECONDS
@@ -236,6 +262,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                 parse_rate(getattr(self, field))
             except RateParseError as exc:
                 raise ConfigError(f"{_env_name(field)}: {exc}") from None
+        self._check_mail()
         self.proxy_networks()
         if min(self.webhook_max_attempts, self.webhook_concurrency, self.webhook_per_endpoint,
                self.stream_buffer) < 1 or self.webhook_timeout <= 0:
@@ -246,6 +273,31 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                self.pairing_timeout, self.send_min_gap, self.send_jitter, self.queue_ttl,
                self.on_whatsapp_ttl) < 0 or self.media_timeout <= 0:
             raise ConfigError("timeouts must not be negative")
+
+        if self.public_url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.public_url):
+            raise ConfigError(f"GATEWAY_PUBLIC_URL must be an http(s) base URL, got {self.public_url!r}")
+        if self.login_ttl < 60:
+            raise ConfigError("GATEWAY_LOGIN_TTL must be at least 60 seconds")
+
+    def base_url(self) -> str:
+        """Where people reach the gateway: GATEWAY_PUBLIC_URL, else the bind address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = parse_bind(self.bind)
+        host = "localhost" if host in _WILDCARDS else host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def _check_mail(self) -> None:
+        from ._mail import parse_smtp_url
+
+        if self.smtp_url.strip():
+            try:
+                parse_smtp_url(self.smtp_url)
+            except ValueError as exc:
+                raise ConfigError(f"GATEWAY_SMTP_URL: {exc}") from None
+        _, address = parseaddr(self.smtp_from)
+        if "@" not in address:
+            raise ConfigError(f"GATEWAY_SMTP_FROM must be an email address, got {self.smtp_from!r}")
 
     def cors_origin_set(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
@@ -292,6 +344,8 @@ def _coerce(cls: type[Config], key: str, value: Any) -> Any:
             raise ConfigError(f"{_env_name(key)} must be a number, got {value!r}") from None
     if key == "log_level":
         return value.upper()
+    if key == "signup":
+        return value.strip().lower()
     if key == "sqlite_synchronous":
         lowered = value.strip().lower()
         if lowered not in _SQLITE_SYNCHRONOUS:

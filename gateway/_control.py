@@ -16,12 +16,32 @@ from typing import Any
 
 import trio
 
-from actors import Connect, Disconnect, NotConnected, SessionActor, SessionSpec, SessionState, Supervisor, Transport, TransportError
+from actors import (
+    Connect,
+    Disconnect,
+    Logout,
+    NotConnected,
+    SessionActor,
+    SessionSpec,
+    SessionState,
+    Supervisor,
+    Transport,
+    TransportError,
+)
 
 from ._clock import Clock
 from ._limits import RateGuard
 from ._ports import Ownership
-from .errors import Conflict, ConnectionFailed, OwnedElsewhere, QrNotAvailable, SessionNotConnected, SessionNotFound, TryAgainLater, ValidationError
+from .errors import (
+    Conflict,
+    ConnectionFailed,
+    OwnedElsewhere,
+    QrNotAvailable,
+    SessionNotConnected,
+    SessionNotFound,
+    TryAgainLater,
+    ValidationError,
+)
 from .store import SessionRecord, Store
 
 log = logging.getLogger("gateway.live")
@@ -123,6 +143,16 @@ class SessionControl:
         elif record.status in (SessionState.CONNECTED, SessionState.CONNECTING):
             # Persisted as live but no actor here (e.g. it crashed out): make the record honest.
             await self._store.update_session(record.id, {"status": SessionState.DISCONNECTED}, at)
+        return await self._fresh(record.id)
+
+    async def logout(self, record: SessionRecord) -> SessionRecord:
+        """Unlink this device from WhatsApp. The session stays, LOGGED_OUT; connecting again shows a new QR."""
+        await self._store.update_session(record.id, {"connect_on_start": False}, self._clock.now_ms())
+        if self.actor(record.id) is None:
+            if not self._ownership.holds(record.id) and not await self._ownership.take(record.id):
+                raise OwnedElsewhere()
+            await self.start(record)  # with its stored device, so that WhatsApp hears of the logout
+        await self._ask(record.id, Logout())
         return await self._fresh(record.id)
 
     async def remove(self, record: SessionRecord) -> None:

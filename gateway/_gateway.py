@@ -28,7 +28,9 @@ from ._control import LocalGate, SessionControl
 from ._events import EventBus, EventRecorder
 from ._host import SessionHost
 from ._limits import RateGuard
+from ._logins import Logins
 from ._lru import LruCache
+from ._mail import Mailer, open_mailer
 from ._outbound import Outbound
 from ._ports import SINGLE_NODE, Ownership, SessionGate
 from ._send import Messages
@@ -55,6 +57,8 @@ class Gateway:
     store: Store
     auth: Authenticator
     accounts: Accounts
+    logins: Logins
+    mailer: Mailer
     sessions: Sessions
     bus: EventBus
     control: SessionControl
@@ -143,6 +147,8 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
     auth = Authenticator(store, ttl=config.auth_cache_ttl, clock=clock)
     return Gateway(
         config=config, clock=clock, store=store, auth=auth, accounts=Accounts(store, clock=clock),
+        logins=Logins(store, ttl=config.login_ttl, clock=clock),
+        mailer=open_mailer(config.smtp_url, config.smtp_from),
         sessions=Sessions(store, auth, control, rates, allow_private_urls=config.allow_private_urls, clock=clock),
         bus=bus, control=control, supervisor=supervisor, outbound=outbound, rates=rates,
         messages=Messages(store, gate, rates, composer, queue_ttl=config.queue_ttl, clock=clock),

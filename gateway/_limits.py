@@ -13,7 +13,10 @@ Scopes:
 - api: authenticated requests per user, across all its tokens and session keys;
 - send: messages per session (a batch costs its size), with per-session rates
   set through `sendLimit`;
-- forgot: password resets per email (the route does not exist yet; the hook does).
+- forgot: password-reset requests per email (`/forgot`), whether or not the
+  email has an account, so the answer reveals nothing.
+The dashboard's auth routes charge the auth scope too: every sign-up, forgot
+and reset request, and each failed login.
 A scope set to `off` is not limited (load tests); a session's own `sendLimit`
 still applies then.
 """
@@ -24,7 +27,14 @@ import ipaddress
 from collections.abc import Sequence
 
 from ratelimit import (
-    CostExceedsLimit, Decision, Limiter, Limits, MemoryLimiter, Rate, Scope, parse_rate,
+    CostExceedsLimit,
+    Decision,
+    Limiter,
+    Limits,
+    MemoryLimiter,
+    Rate,
+    Scope,
+    parse_rate,
 )
 
 from ._config import LIMIT_OFF, Config
@@ -59,8 +69,9 @@ class RateGuard:
 
     # -- scopes --------------------------------------------------------------------
 
-    async def auth_failed(self, ip: str) -> None:
-        """Count a failed authentication; raises RateLimitExceeded once the allowance is spent."""
+    async def auth_attempt(self, ip: str) -> None:
+        """Count an auth attempt (a failed one, or a sign-up, forgot or reset request); raises
+        RateLimitExceeded once the allowance is spent."""
         await self._charge(Scope.AUTH, ip, 1)
 
     async def api(self, user_id: str) -> Decision | None:
@@ -75,9 +86,19 @@ class RateGuard:
 
     async def refund_send(self, session_id: str, cost: int) -> None:
         """Give back tokens `send` charged for messages that were then refused (validation with I/O)."""
-        if cost <= 0 or (Scope.SEND in self._off and session_id not in self._send_rates):
+        if Scope.SEND in self._off and session_id not in self._send_rates:
             return
-        key, rate = self.limits.resolve(Scope.SEND, session_id)
+        await self._refund(Scope.SEND, session_id, cost)
+
+    async def refund_auth(self, ip: str) -> None:
+        """Give back an auth attempt charged before a login that then succeeded."""
+        if Scope.AUTH not in self._off:
+            await self._refund(Scope.AUTH, ip, 1)
+
+    async def _refund(self, scope: Scope, subject: str, cost: int) -> None:
+        if cost <= 0:
+            return
+        key, rate = self.limits.resolve(scope, subject)
         if self._memory is not None:
             self._memory.refund_nowait(key, rate, cost)
         else:
@@ -103,6 +124,10 @@ class RateGuard:
         return decision
 
     # -- client address ----------------------------------------------------------------
+
+    def trusted_proxy(self, peer: str | None) -> bool:
+        """Whether the socket peer is one of GATEWAY_TRUSTED_PROXIES (its X-Forwarded-* are believed)."""
+        return bool(peer) and bool(self._proxies) and _in(peer or "", self._proxies)
 
     def client_ip(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
         """The socket address, or the right-most untrusted X-Forwarded-For hop behind trusted proxies."""

@@ -13,17 +13,19 @@ from werkzeug.exceptions import HTTPException
 
 from actors import TransportFactory
 
+from . import dashboard
 from ._config import Config
 from ._gateway import Gateway, open_gateway
-from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GatewayMetrics
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import GatewayMetrics
 from .api import directory, messages, sessions, tokens, webhooks
 from .api._cors import install_cors
 from .api._docs import DOCS_STYLE, render_docs
-from .api._pages import html_page, page_headers
+from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for, describe
 from .api._openapi import build_openapi
+from .api._pages import html_page, page_headers
 from .api._routing import JSON, Api, json_response
 from .api._schemas import Health
-from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for
 from .errors import GatewayError, TryAgainLater
 
 log = logging.getLogger("gateway.http")
@@ -75,6 +77,7 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     api = build_api()
     api.install(app, get_gateway)
     webhooks.install_stream(app, get_gateway)
+    dashboard.install(app, get_gateway)
     _install_metrics(app, state)
     install_cors(app, config.cors_origin_set())
     _install_lifespan(app, state, config, transport_factory, node_address)
@@ -126,9 +129,9 @@ def _install_lifespan(app: QuartTrio, state: dict[str, Any], config: Config,
         state["gateway"] = await app.nursery.start(run)
         state["stop"], state["stopped"] = stop, stopped
         if await state["gateway"].store.count_users() == 0:
-            log.warning("no users yet: create one with `gateway users create --email you@example.com "
-                        "--password '...'`, then a token with `gateway tokens create --email you@example.com "
-                        "--name cli`")
+            log.warning("no users yet: sign up in the dashboard (/signup), or create one with `gateway users "
+                        "create --email you@example.com --password '...'`, then a token with `gateway tokens "
+                        "create --email you@example.com --name cli`")
 
     @app.after_serving
     async def stop() -> None:
@@ -141,7 +144,8 @@ def _install_lifespan(app: QuartTrio, state: dict[str, Any], config: Config,
 
 def _install_meta_routes(app: QuartTrio, state: dict[str, Any], api: Api) -> None:
     """The OpenAPI document, the docs page, and the health checks."""
-    openapi_doc = build_openapi(api.routes, version=_version(), server_url="/")  # every path already starts with /api/v1
+    # server_url "/": every path already starts with /api/v1
+    openapi_doc = build_openapi(api.routes, version=_version(), server_url="/")
     docs_html = render_docs(openapi_doc)
     docs_headers = page_headers(styles=[DOCS_STYLE])
 
@@ -175,16 +179,19 @@ def _install_errors(app: QuartTrio) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        return _error_response(_from_werkzeug(exc))
+        return await _error_response(_from_werkzeug(exc))
 
     @app.errorhandler(Exception)
     async def any_error(exc: Exception) -> Response:
         if answer_for(exc).status == 500:  # raised on purpose nowhere: a bug, logged with its traceback
             log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-        return _error_response(exc)
+        return await _error_response(exc)
 
 
-def _error_response(exc: BaseException) -> Response:
+async def _error_response(exc: BaseException) -> Response:
+    if dashboard.is_page(request.path):  # people get a page; programs get the envelope
+        d = describe(exc)
+        return await dashboard.error_page(d.status, d.code, d.message, d.headers)
     answer = answer_for(exc)
     return Response(answer.body, status=answer.status, content_type=JSON, headers=answer.headers)
 

@@ -12,7 +12,7 @@ untouched. A generated `Idempotency-Key` is made unique, since the same key with
 another body is refused by design.
 
 One more edit, in every mode: the session whose key the run uses is never
-deleted, disconnected or given a new key, the run's token is never revoked (those requests go to an unknown id
+deleted, disconnected, logged out or given a new key, the run's token is never revoked (those requests go to an unknown id
 and answer 404), nor, in valid cases, a slow send limit, so the run keeps
 reaching a connected session that can send.
 """
@@ -44,7 +44,8 @@ MEDIA_PATHS = {"image": "/image.png", "video": "/video.mp4", "audio": "/audio.og
                "document": "/document.pdf", "sticker": "/sticker.webp"}
 _PROTECTED_OPS = {("DELETE", "/api/v1/whatsapp-sessions/{session_id}"),
                   ("POST", "/api/v1/whatsapp-sessions/{session_id}/rotate-key"),
-                  ("POST", "/api/v1/whatsapp-sessions/{session_id}/disconnect")}
+                  ("POST", "/api/v1/whatsapp-sessions/{session_id}/disconnect"),
+                  ("POST", "/api/v1/whatsapp-sessions/{session_id}/logout")}
 
 
 @schemathesis.hook

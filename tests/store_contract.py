@@ -9,14 +9,15 @@ from __future__ import annotations
 import secrets
 
 import pytest
+import trio
 
 from actors import SessionState
 
 from gateway._security import new_id
 from gateway.store import (
     StatusEntry,
-    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, SessionRecord, Store, StoreConflict,
-    User,
+    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, PasswordReset, SessionRecord, Store,
+    StoreConflict, User, WebSession,
 )
 
 
@@ -29,6 +30,19 @@ def a_session(user_id: str, name: str = "s", **kw) -> SessionRecord:
                   webhook_secret="whsec_x", created_at=1_700_000_000_000, updated_at=1_700_000_000_000)
     fields.update(kw)
     return SessionRecord(**fields)
+
+
+def a_web_session(user_id: str, **kw) -> WebSession:
+    fields = dict(id_hash=secrets.token_bytes(32), user_id=user_id, csrf_token=secrets.token_urlsafe(16),
+                  created_at=1_000, expires_at=5_000, last_seen_at=1_000)
+    fields.update(kw)
+    return WebSession(**fields)
+
+
+def a_password_reset(user_id: str, **kw) -> PasswordReset:
+    fields = dict(token_hash=secrets.token_bytes(32), user_id=user_id, created_at=1_000, expires_at=5_000)
+    fields.update(kw)
+    return PasswordReset(**fields)
 
 
 class StoreContract:
@@ -78,6 +92,115 @@ class StoreContract:
         await store.touch_token(t.id, at=150)  # a use seen late by another process never moves it back
         assert (await store.get_token(t.id)).last_used_at == 200
         await store.touch_token("missing", at=1)
+
+    async def test_set_user_password(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        assert await store.set_user_password(user.id, "new-hash") is True
+        assert (await store.get_user(user.id)).password_hash == "new-hash"
+        assert (await store.get_user_by_email(user.email)).password_hash == "new-hash"
+        assert await store.set_user_password("missing", "x") is False
+
+    async def test_web_session_roundtrip_and_expiry_boundary(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        s = a_web_session(user.id, user_agent="Firefox/140", ip="203.0.113.9")
+        plain = a_web_session(user.id)
+        await store.create_web_session(s)
+        await store.create_web_session(plain)
+        assert await store.get_web_session(s.id_hash, now=4_999) == s
+        assert await store.get_web_session(s.id_hash, now=5_000) is None  # expires_at <= now: over
+        got = await store.get_web_session(plain.id_hash, now=1_000)
+        assert (got.user_agent, got.ip) == ("", "")
+        assert await store.get_web_session(b"\x00" * 32, now=0) is None
+        with pytest.raises(StoreConflict):
+            await store.create_web_session(s)
+        with pytest.raises(StoreConflict):
+            await store.create_web_session(a_web_session("no-such-user"))
+
+    async def test_touch_web_session_slides_forward_only_and_never_revives(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        s = a_web_session(user.id)
+        await store.create_web_session(s)
+        await store.touch_web_session(s.id_hash, last_seen_at=3_000, expires_at=8_000)
+        got = await store.get_web_session(s.id_hash, now=7_999)
+        assert (got.last_seen_at, got.expires_at, got.created_at) == (3_000, 8_000, 1_000)
+        await store.touch_web_session(s.id_hash, last_seen_at=2_000, expires_at=7_000)  # late, from another request
+        got = await store.get_web_session(s.id_hash, now=3_000)
+        assert (got.last_seen_at, got.expires_at) == (3_000, 8_000)
+        await store.touch_web_session(s.id_hash, last_seen_at=8_000, expires_at=13_000)  # at expiry: already over
+        assert await store.get_web_session(s.id_hash, now=8_000) is None
+        await store.touch_web_session(b"\x00" * 32, last_seen_at=1, expires_at=2)
+
+    async def test_delete_web_sessions_one_or_all_but_the_kept_one(self, store: Store):
+        alice, bob = a_user("a@example.com"), a_user("b@example.com")
+        await store.create_user(alice)
+        await store.create_user(bob)
+        mine = [a_web_session(alice.id) for _ in range(4)]
+        theirs = a_web_session(bob.id)
+        for s in [*mine, theirs]:
+            await store.create_web_session(s)
+        assert await store.delete_web_session(mine[0].id_hash) is True
+        assert await store.delete_web_session(mine[0].id_hash) is False
+        assert await store.delete_user_web_sessions(alice.id, keep=mine[1].id_hash) == 2
+        assert await store.get_web_session(mine[1].id_hash, now=0) == mine[1]
+        assert [await store.get_web_session(s.id_hash, now=0) for s in mine[2:]] == [None, None]
+        assert await store.get_web_session(theirs.id_hash, now=0) == theirs
+        assert await store.delete_user_web_sessions(alice.id, keep=mine[1].id_hash) == 0
+        assert await store.delete_user_web_sessions(alice.id) == 1
+        assert await store.get_web_session(mine[1].id_hash, now=0) is None
+        assert await store.delete_user_web_sessions("missing") == 0
+        assert await store.get_web_session(theirs.id_hash, now=0) == theirs
+
+    async def test_password_reset_is_single_use_and_expires(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        r, late = a_password_reset(user.id), a_password_reset(user.id)
+        await store.create_password_reset(r)
+        await store.create_password_reset(late)
+        with pytest.raises(StoreConflict):
+            await store.create_password_reset(r)
+        with pytest.raises(StoreConflict):
+            await store.create_password_reset(a_password_reset("no-such-user"))
+        used = await store.use_password_reset(r.token_hash, now=4_999)
+        assert used == msgspec_replace(r, used_at=4_999)
+        assert await store.use_password_reset(r.token_hash, now=4_999) is None  # second use
+        assert await store.use_password_reset(late.token_hash, now=5_000) is None  # expires_at <= now
+        assert await store.use_password_reset(late.token_hash, now=4_000) is not None  # the failed try used nothing
+        assert await store.use_password_reset(b"\x00" * 32, now=0) is None
+
+    async def test_racing_uses_of_one_password_reset_have_one_winner(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        r = a_password_reset(user.id)
+        await store.create_password_reset(r)
+        results: list[PasswordReset | None] = []
+
+        async def use() -> None:
+            results.append(await store.use_password_reset(r.token_hash, now=2_000))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(2):
+                nursery.start_soon(use)
+        assert sorted(results, key=lambda x: x is None) == [msgspec_replace(r, used_at=2_000), None]
+
+    async def test_delete_expired_web_auth(self, store: Store):
+        user = a_user()
+        await store.create_user(user)
+        gone_s, kept_s = a_web_session(user.id, expires_at=3_000), a_web_session(user.id, expires_at=3_001)
+        gone_r, kept_r = a_password_reset(user.id, expires_at=3_000), a_password_reset(user.id, expires_at=3_001)
+        used_r = a_password_reset(user.id, expires_at=2_000)
+        for s in (gone_s, kept_s):
+            await store.create_web_session(s)
+        for r in (gone_r, kept_r, used_r):
+            await store.create_password_reset(r)
+        await store.use_password_reset(used_r.token_hash, now=1_500)
+        assert await store.delete_expired_web_auth(now=3_000) == 3
+        assert await store.delete_expired_web_auth(now=3_000) == 0
+        assert await store.get_web_session(kept_s.id_hash, now=3_000) == kept_s
+        assert await store.use_password_reset(kept_r.token_hash, now=3_000) is not None
+        assert await store.use_password_reset(gone_r.token_hash, now=0) is None  # its row is gone
 
     async def test_sessions_roundtrip(self, store: Store):
         user = a_user()
@@ -186,6 +309,17 @@ class MessageContract:
         # both due: the earliest scheduled goes first, then the next
         assert [(await store.claim_next_message(s.id, now=3_000)).id for _ in range(2)] == [later.id, early.id]
         assert await store.next_scheduled_at(s.id) is None
+
+    async def test_list_messages_newest_first_by_session_in_pages(self, store: Store):
+        s, other = await self._session(store), await self._session(store)
+        mine = [a_message(s) for _ in range(5)]
+        await store.create_messages([*mine, a_message(other)])
+        newest = [m.id for m in reversed(mine)]
+        first = await store.list_messages(s.id, before=None, limit=3)
+        assert [m.id for m in first] == newest[:3]
+        rest = await store.list_messages(s.id, before=first[-1].id, limit=3)
+        assert [m.id for m in rest] == newest[3:]
+        assert await store.list_messages("no-such-session", before=None, limit=3) == []
 
     async def test_queue_depths_count_queued_and_sending_messages(self, store: Store):
         before = await store.queue_depths()

@@ -99,6 +99,20 @@ async def test_delete_logs_out_and_stops_the_actor(client, account, transports, 
     assert gateway.supervisor.get(s["id"]) is None
 
 
+async def test_logout_unlinks_the_device_and_keeps_the_session(client, account, transports, gateway):
+    transports.script = ["connect"]
+    s = await create(client, account)
+    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    await wait_status(client, account.headers, s["id"], "CONNECTED")
+    r = await client.post(f"{BASE}/{s['id']}/logout", headers=bearer(s["apiKey"]))
+    assert r.status_code == 200 and (await r.get_json())["status"] == "LOGGED_OUT"
+    assert transports.transports[s["id"]]._logout is True
+    record = await gateway.store.get_session(s["id"])
+    assert record is not None and record.connect_on_start is False  # it stays, and does not come back by itself
+    again = await client.get(f"{BASE}/{s['id']}", headers=bearer(s["apiKey"]))
+    assert again.status_code == 200  # the key still works
+
+
 async def test_connect_failure_surfaces_as_failed_with_reason(client, account, transports):
     transports.script = ["fail:failed to dial whatsapp web websocket: no such host"]
     s = await create(client, account)

@@ -205,3 +205,46 @@ async def test_the_event_stream_shows_events_made_on_another_node(tmp_path):
                 names = [e["event"] for e in seen]
                 assert names.index("session.qr") < names.index("session.connected") < names.index("message.sent")
                 assert all(e["sessionId"] == sid for e in seen)
+
+
+async def test_the_dashboard_reaches_a_session_on_its_owner(tmp_path):
+    """A person's browser may land on any node: the live parts of a session's page come from its owner."""
+    import re
+
+    async with fresh_schema() as url:
+        with simulator() as sim:
+            env = cluster_env(tmp_path, url, sim.url)
+            db = Db(url)
+            await cli(env, "migrate")
+            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
+                a.start()
+                b.start()
+                await a.wait_ready()
+                await b.wait_ready()
+
+                async def csrf(page: str) -> str:
+                    return re.search(r'name="csrf_token" value="([^"]+)"', (await http.get(page)).text).group(1)
+
+                signed_up = await http.post(f"{a.url}/signup", data={
+                    "csrf_token": await csrf(f"{a.url}/signup"), "email": "ops@example.com",
+                    "password": "cluster password", "confirm": "cluster password"})
+                assert signed_up.status_code == 303, signed_up.text  # the login cookie is good on every node
+                created = await http.post(f"{b.url}/dashboard/sessions", data={
+                    "csrf_token": await csrf(f"{b.url}/dashboard"), "name": "everywhere"})
+                assert created.status_code == 201
+                sid = re.search(r"/dashboard/sessions/([0-9a-f-]{36})/", created.text).group(1)
+                token = await csrf(f"{a.url}/dashboard")
+                connected = await http.post(f"{b.url}/dashboard/sessions/{sid}/connect", data={"csrf_token": token})
+                assert connected.status_code == 303, connected.text
+                b_id = await db.node_of_pid(b.proc.pid)
+                assert (await db.owners())[sid][0] == b_id
+                # asked through A, which has no actor for it: the QR comes from B
+                live = (await http.get(f"{a.url}/dashboard/sessions/{sid}/live")).json()
+                assert live["status"] == "CONNECTING" and live["qr"], live
+                qr = await http.get(f"{a.url}/dashboard/sessions/{sid}/qr.svg")
+                assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+                # a form posted to A acts on B's actor
+                stopped = await http.post(f"{a.url}/dashboard/sessions/{sid}/disconnect", data={"csrf_token": token})
+                assert stopped.status_code == 303 and stopped.headers["location"].endswith("?done=disconnect")
+                rows = await db.query("SELECT status FROM sessions WHERE id = %s", (sid,))
+                assert rows[0][0] == "DISCONNECTED"

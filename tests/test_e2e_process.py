@@ -106,21 +106,25 @@ async def _register(url, phone):
         await ctl.register(phone)
 
 
+async def _sent_to(url, phone):
+    async with open_sim_control(url) as ctl:
+        return await ctl.messages(recipient=phone)
+
+
 async def _texts(url):
     async with open_sim_control(url) as ctl:
         return [m.text for m in await ctl.messages() if m.text and m.text.startswith("crash-")]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_seed_javascript_example_prints_a_message_id(tmp_path):
+def test_seed_javascript_example_prints_a_message_id_that_is_sent(tmp_path):
     with simulator("--autopair", "0.05") as sim:
         env = base_env(tmp_path, GATEWAY_TRANSPORT="sim", GATEWAY_SIM_URL=sim.url)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = start_gateway(env, port)
         try:
-            s, _ = setup_session(env, base, "+15550000021")
-            trio.run(_register, sim.url, "+1234567890")
+            s, _ = setup_session(env, base, "+15550000021")  # no register: a default simulator has every number
             script = tmp_path / "example.mjs"
             script.write_text(SEED_EXAMPLE.replace("https://yourdomain.com", base)
                               .replace("YOUR_SESSION_API_KEY", s["apiKey"]))
@@ -128,9 +132,66 @@ def test_seed_javascript_example_prints_a_message_id(tmp_path):
             assert out.returncode == 0, out.stderr
             message_id = out.stdout.strip()
             assert len(message_id) == 36 and message_id.count("-") == 4
-            got = httpx.get(f"{base}/api/v1/messages/{message_id}",
-                            headers={"Authorization": f"Bearer {s['apiKey']}"}).json()
+            key = {"Authorization": f"Bearer {s['apiKey']}"}
+            got = httpx.get(f"{base}/api/v1/messages/{message_id}", headers=key).json()
             assert got["messageId"] == message_id
+
+            def status():
+                return httpx.get(f"{base}/api/v1/messages/{message_id}", headers=key).json()["status"]
+
+            wait_until(lambda: status() not in ("queued", "sending"), timeout=30)
+            assert status() in ("sent", "delivered", "read")
+            [entry] = trio.run(_sent_to, sim.url, "+1234567890")
+            assert entry.text == "Hello from the API!"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def test_simulator_scan_and_unregister_commands_against_a_gateway_session(tmp_path):
+    """No autopair: a session shows a QR until `gateway simulator scan` pairs it (URL from GATEWAY_SIM_URL)."""
+    with simulator("--receipt-delay", "0.05") as sim:
+        env = base_env(tmp_path, GATEWAY_TRANSPORT="sim", GATEWAY_SIM_URL=sim.url, GATEWAY_SEND_MIN_GAP="0",
+                       GATEWAY_SEND_JITTER="0")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_gateway(env, port)
+        try:
+            assert run_cli(env, "users", "create", "--email", "ops@example.com",
+                           "--password", "pw-long-enough").returncode == 0
+            pat = {"X-API-Token": run_cli(env, "tokens", "create", "--email", "ops@example.com",
+                                          "--name", "t").stdout.strip()}
+            s = httpx.post(f"{base}/api/v1/whatsapp-sessions", json={"name": "scan"}, headers=pat).json()
+            sid = s["id"]
+            r = httpx.post(f"{base}/api/v1/whatsapp-sessions/{sid}/connect", headers=pat, timeout=10).json()
+            assert r["status"] == "CONNECTING" and r["qr"].startswith("2@")
+
+            scanned = run_cli(env, "simulator", "scan", sid, "--phone", "+1 555 000 0031")
+            assert (scanned.returncode, scanned.stdout.strip()) == (0, "+15550000031"), scanned.stderr
+            wait_until(lambda: httpx.get(f"{base}/api/v1/whatsapp-sessions/{sid}", headers=pat).json()["status"]
+                       == "CONNECTED", timeout=30)
+            again = run_cli(env, "simulator", "scan", sid)  # paired now: nothing shows a QR
+            assert again.returncode == 1 and again.stdout == ""
+            assert "not waiting to pair" in again.stderr
+            elsewhere = run_cli(env, "simulator", "scan", sid, "--url", f"ws://127.0.0.1:{free_port()}")
+            assert elsewhere.returncode == 1 and "cannot reach the simulator" in elsewhere.stderr
+
+            gone = run_cli(env, "simulator", "unregister", "15550000032")
+            assert (gone.returncode, gone.stdout.strip()) == (0, "+15550000032"), gone.stderr
+            key = {"Authorization": f"Bearer {s['apiKey']}"}
+            mids = {}
+            for to in ("+15550000032", "+15550000033"):  # unregistered, and a number nobody has seen
+                r = httpx.post(f"{base}/api/v1/send-message", json={"to": to, "text": "hi"}, headers=key)
+                assert r.status_code == 202, r.text
+                mids[to] = r.json()["messageId"]
+
+            def message(mid):
+                return httpx.get(f"{base}/api/v1/messages/{mid}", headers=key).json()
+
+            wait_until(lambda: message(mids["+15550000032"])["status"] not in ("queued", "sending"), timeout=30)
+            failed = message(mids["+15550000032"])
+            assert failed["status"] == "failed" and "not on WhatsApp" in failed["statusReason"]
+            wait_until(lambda: message(mids["+15550000033"])["status"] == "read", timeout=30)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)

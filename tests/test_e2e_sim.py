@@ -118,7 +118,8 @@ async def test_pair_message_types_receipts_groups_and_recovery(tmp_path):
                     read = await wait_message(client, ka, mid, "read")
                     assert [h["status"] for h in read["history"]] == ["queued", "sending", "sent", "delivered", "read"]
 
-                # on-whatsapp answers from the simulator's registry
+                # on-whatsapp answers from the simulator's registry: an unregistered number is not there
+                await ctl.unregister("+15559999999")
                 yes = await (await client.get(f"/api/v1/on-whatsapp/{B_PHONE}", headers=ka)).get_json()
                 no = await (await client.get("/api/v1/on-whatsapp/+15559999999", headers=ka)).get_json()
                 assert yes["onWhatsApp"] is True and yes["jid"] == "15550000002@s.whatsapp.net"
@@ -134,7 +135,7 @@ async def test_pair_message_types_receipts_groups_and_recovery(tmp_path):
                 added = await (await client.post(f"/api/v1/groups/{group['jid']}/participants/add",
                                                  json={"participants": [C_PHONE, "+15559999999", B_PHONE]},
                                                  headers=ka)).get_json()
-                by_jid = {x["jid"].split("@")[0]: x for x in added["results"]}
+                by_jid = {x["jid"].split("@")[0]: x for x in added["results"]}  # +15559999999 is unregistered
                 assert by_jid["15550000003"]["ok"] and not by_jid["15559999999"]["ok"] and not by_jid["15550000002"]["ok"]
                 members = await (await client.get(f"/api/v1/groups/{group['jid']}/participants", headers=ka)).get_json()
                 assert {m["phoneNumber"] for m in members["data"]} >= {A_PHONE, B_PHONE, C_PHONE}
@@ -178,3 +179,46 @@ async def test_pair_message_types_receipts_groups_and_recovery(tmp_path):
         async with gateway_app(tmp_path, sim.url) as (app2, client2, gw2):
             for s in (a, b):
                 await wait_status(client2, account.headers, s["id"], "CONNECTED", timeout=30)
+
+
+async def send_text(client, key, to):
+    r = await client.post("/api/v1/send-message", json={"to": to, "text": "Hello from the API!"}, headers=key)
+    assert r.status_code == 202, await r.get_json()
+    return (await r.get_json())["messageId"]
+
+
+async def on_whatsapp(client, key, phone):
+    return await (await client.get(f"/api/v1/on-whatsapp/{phone}", headers=key)).get_json()
+
+
+async def test_open_world_sends_to_the_seed_example_number_and_closed_world_refuses_it(tmp_path):
+    """The API document's example recipient, `1234567890`, with no register: sent, delivered, read. A number
+    control unregistered, or any unregistered one in a `--closed-world` simulator, fails "not on WhatsApp"."""
+    for closed in (False, True):
+        options = ("--autopair", "0.05", "--receipt-delay", "0.05") + (("--closed-world",) if closed else ())
+        run_dir = tmp_path / ("closed" if closed else "open")
+        run_dir.mkdir()
+        with simulator(*options) as sim:
+            async with gateway_app(run_dir, sim.url) as (_, client, gw), open_sim_control(sim.url) as ctl:
+                account = await make_account(gw)
+                s = await create(client, account, name="a", phoneNumber=A_PHONE)
+                await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+                await wait_status(client, account.headers, s["id"], "CONNECTED")
+                key = bearer(s["apiKey"])
+                seed = await send_text(client, key, "1234567890")
+                if closed:
+                    failed = await wait_message(client, key, seed, "failed")
+                    assert "not on WhatsApp" in failed["statusReason"]
+                    assert (await on_whatsapp(client, key, "1234567890"))["onWhatsApp"] is False
+                    assert await ctl.messages(recipient="+1234567890") == []
+                    continue
+                read = await wait_message(client, key, seed, "read")
+                assert [h["status"] for h in read["history"]] == ["queued", "sending", "sent", "delivered", "read"]
+                [entry] = await ctl.messages(recipient="+1234567890")
+                assert entry.text == "Hello from the API!" and entry.sender == "15550000001@s.whatsapp.net"
+                answer = await on_whatsapp(client, key, "1234567890")
+                assert (answer["onWhatsApp"], answer["jid"]) == (True, "1234567890@s.whatsapp.net")
+                await ctl.unregister("+15557770009")
+                failed = await wait_message(client, key, await send_text(client, key, "+15557770009"), "failed")
+                assert "not on WhatsApp" in failed["statusReason"]
+                assert (await on_whatsapp(client, key, "+15557770009"))["onWhatsApp"] is False

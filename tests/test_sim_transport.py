@@ -168,11 +168,12 @@ async def test_two_sessions_exchange_every_content_type_with_receipts(tmp_path):
             assert record[0].recipient == JB and record[0].type == "text" and record[0].session_id == "a"
 
 
-async def test_on_whatsapp_registered_phones_and_unknown_recipients(tmp_path):
+async def test_on_whatsapp_registered_phones_and_unregistered_recipients(tmp_path):
     with trio.fail_after(10):
         async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
             a, _ = await start_connected(nursery, factory.create(spec("a", A)))
             assert await control.register(C, verified_name="Acme") == JC
+            assert await control.unregister("19999999999") == "+19999999999"  # the open world has every other number
             answers = await a.transport.is_on_whatsapp([A, C, "+19999999999"])
             assert [(x.phone_number, x.exists, x.jid) for x in answers] == [
                 (A, True, JA), (C, True, JC), ("+19999999999", False, None)]
@@ -198,6 +199,7 @@ async def test_groups(tmp_path):
             a, _ = await start_connected(nursery, factory.create(spec("a", A)))
             b, _ = await start_connected(nursery, factory.create(spec("b", B)))
             await control.register(C)
+            await control.unregister("+19999999999")  # not on WhatsApp: left out of groups, "404" on add
             group = await a.transport.create_group("Team", [JB, "+19999999999"])
             assert group.jid.endswith("@g.us") and group.name == "Team" and group.owner == JA
             assert {(p.jid, p.is_super_admin) for p in group.participants} == {(JA, True), (JB, False)}
@@ -247,6 +249,7 @@ async def test_presence_typing_and_contacts(tmp_path):
             assert await b.expect(ChatPresence) == ChatPresence(chat=JA, sender=JA, state="composing")
             await a.transport.send_typing(JB, False)
             assert (await b.expect(ChatPresence)).state == "paused"
+            await control.unregister("+19999999999")
             with pytest.raises(RecipientError):
                 await a.transport.subscribe_presence("19999999999@s.whatsapp.net")
             assert await a.transport.get_contacts() == []
@@ -257,6 +260,95 @@ async def test_presence_typing_and_contacts(tmp_path):
             assert set(contacts) == {JB, JC}
             assert contacts[JC].full_name == "Carol Work" and contacts[JC].push_name == "Carol"
             assert [c.jid for c in await b.transport.get_contacts()] == [JA]
+
+
+async def test_open_world_a_never_seen_number_is_on_whatsapp_and_reads(tmp_path):
+    d, jd = "+15557770001", "15557770001@s.whatsapp.net"
+    with trio.fail_after(10):
+        async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
+            a, _ = await start_connected(nursery, factory.create(spec("a", A)))
+            accounts = sim.statistics().accounts
+            answers = await a.transport.is_on_whatsapp(["15557770001", "not a number"])
+            assert [(x.exists, x.jid) for x in answers] == [(True, jd), (False, None)]
+            assert sim.statistics().accounts == accounts  # asking creates nothing
+            result = await a.transport.send(OutboundMessage(to=jd, content=TextContent(body="hello stranger")))
+            assert (await a.expect(Receipt, type="delivered")).message_ids == [result.message_id]
+            assert (await a.expect(Receipt, type="read")).message_ids == [result.message_id]
+            [entry] = await control.messages(recipient=d)
+            assert (entry.message_id, entry.text, entry.duplicate) == (result.message_id, "hello stranger", False)
+            assert sim.statistics().accounts == accounts + 1  # the account was made on first use
+            # groups take never-seen numbers too, and so do presence and typing
+            group = await a.transport.create_group("Open", ["+15557770002"])
+            assert {p.jid for p in group.participants} == {JA, "15557770002@s.whatsapp.net"}
+            added = await a.transport.update_participants(group.jid, ["+15557770003"], "add")
+            assert [(r.jid, r.ok, r.error) for r in added] == [("15557770003@s.whatsapp.net", True, None)]
+            await a.transport.subscribe_presence("15557770004@s.whatsapp.net")
+            await a.transport.send_typing(jd, True)
+            # and the new phone can write back
+            mid = await control.inject(d, A, "who is this?")
+            got = await a.expect(MessageReceived)
+            assert (got.message_id, got.sender_phone) == (mid, d)
+
+
+async def test_unregister_takes_a_number_off_whatsapp(tmp_path):
+    with trio.fail_after(10):
+        async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
+            a, _ = await start_connected(nursery, factory.create(spec("a", A)))
+            b, _ = await start_connected(nursery, factory.create(spec("b", B)))
+            group = await a.transport.create_group("Team", [JB, C])
+            assert {p.jid for p in group.participants} == {JA, JB, JC}
+            assert await control.unregister(C) == C  # a phone without a session
+            assert await control.unregister("15550000002") == B  # a paired session: its device is logged out
+            assert (await b.expect(LoggedOut)).reason == "account deleted"
+            assert await b.ended() is None
+            answers = await a.transport.is_on_whatsapp([B, C])
+            assert [(x.phone_number, x.exists, x.jid) for x in answers] == [(B, False, None), (C, False, None)]
+            for to in (JB, JC):
+                with pytest.raises(RecipientError) as refused:
+                    await a.transport.send(OutboundMessage(to=to, content=TextContent(body="anyone?")))
+                assert "not on WhatsApp" in refused.value.reason
+            assert {p.jid for p in (await a.transport.group_info(group.jid)).participants} == {JA}
+            added = await a.transport.update_participants(group.jid, [C], "add")
+            assert [(r.ok, r.error) for r in added] == [(False, "404")]
+            with pytest.raises(RecipientError):
+                await a.transport.subscribe_presence(JC)
+            with pytest.raises(RecipientError):
+                await a.transport.send_typing(JC, True)
+            assert await control.messages(recipient=C) == []
+            # registering brings the number back
+            await control.register(C)
+            assert (await a.transport.is_on_whatsapp([C]))[0].exists
+            result = await a.transport.send(OutboundMessage(to=JC, content=TextContent(body="welcome back")))
+            assert (await a.expect(Receipt, type="read")).message_ids == [result.message_id]
+
+
+async def test_closed_world_only_registered_numbers_are_on_whatsapp(tmp_path):
+    d, jd = "+15557770001", "15557770001@s.whatsapp.net"
+    with trio.fail_after(10):
+        async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02,
+                             open_world=False) as (sim, factory, control, nursery):
+            a, _ = await start_connected(nursery, factory.create(spec("a", A)))  # pairing registers A
+            assert [x.exists for x in await a.transport.is_on_whatsapp([A, C])] == [True, False]
+            with pytest.raises(RecipientError) as refused:
+                await a.transport.send(OutboundMessage(to=JC, content=TextContent(body="nobody")))
+            assert refused.value.reason == f"{JC} is not on WhatsApp"
+            group = await a.transport.create_group("Closed", [C])
+            assert {p.jid for p in group.participants} == {JA}  # left out, as WhatsApp does
+            added = await a.transport.update_participants(group.jid, [C], "add")
+            assert [(r.ok, r.error) for r in added] == [(False, "404")]
+            await control.register(C)
+            added = await a.transport.update_participants(group.jid, [C], "add")
+            assert [(r.ok, r.error) for r in added] == [(True, None)]
+            await a.transport.send(OutboundMessage(to=JC, content=TextContent(body="now you are")))
+            # the world can be opened (and closed) while running; an unregistered number stays off
+            await control.set_open_world(True)
+            assert (await a.transport.is_on_whatsapp([d]))[0].exists
+            await a.transport.send(OutboundMessage(to=jd, content=TextContent(body="open")))
+            await control.unregister(d)
+            assert not (await a.transport.is_on_whatsapp([d]))[0].exists
+            await control.set_open_world(False)
+            assert not (await a.transport.is_on_whatsapp(["+15557770005"]))[0].exists
+            assert [x.exists for x in await a.transport.is_on_whatsapp([A, C])] == [True, True]
 
 
 async def test_drop_one_session_then_resume_as_the_same_number(tmp_path):

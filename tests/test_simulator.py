@@ -10,10 +10,11 @@ import sys
 import pytest
 import trio
 
-from actors import ConnectFailed, Connected, MessageReceived, OutboundMessage, QRCode, TextContent
+from actors import ConnectFailed, Connected, LoggedOut, MessageReceived, OutboundMessage, QRCode, TextContent
 from actors.sim import Attach, Creds, End, Paired, Push, SendOp, SimLink, open_sim_transport_factory
 from bench.simulator import Network, SimControlError, open_sim_control
 from bench.simulator import _network
+from bench.simulator._model import OpError
 from bench.simulator._server import Scheduler, parse_bind
 
 from ._procs import free_port
@@ -155,6 +156,32 @@ async def test_link_closed_drops_every_slot_and_drop_all_closes_links():
     assert (stats.links, stats.sessions_attached, stats.devices) == (1, 1, 2)
 
 
+async def test_open_world_by_default_closed_on_request_and_unregister():
+    for open_world in (True, False):
+        net = Network(FakeScheduler(), receipt_delay=0, open_world=open_world)
+        sender = net.account(A)
+        if open_world:
+            net.send(sender, text(JB, "hi"), session_id=None)
+            assert B in net.accounts and net.on_whatsapp(B).exists
+        else:
+            with pytest.raises(OpError) as refused:
+                net.send(sender, text(JB, "hi"), session_id=None)
+            assert (refused.value.kind, refused.value.message) == ("recipient", f"{JB} is not on WhatsApp")
+            assert B not in net.accounts and not net.on_whatsapp(B).exists
+    net = Network(FakeScheduler())
+    link = FakeLink()
+    net.link_opened(link, window=10)
+    paired(net, link, "b", B)
+    link.take()
+    assert net.unregister(B) == 1  # its one device is logged out
+    assert [type(f.event) for f in link.take() if isinstance(f, Push)] == [LoggedOut]
+    assert not net.on_whatsapp(B).exists and B not in net.accounts and not net.devices
+    with pytest.raises(OpError):
+        net.send(net.account(A), text(JB, "hi"), session_id=None)
+    net.account(B)  # registering (or pairing) puts it back
+    net.send(net.account(A), text(JB, "hi"), session_id=None)
+
+
 async def test_scheduler_runs_timers_in_order_on_the_mock_clock(autojump_clock):
     scheduler = Scheduler()
     fired: list[tuple[str, float]] = []
@@ -198,7 +225,8 @@ async def test_control_errors_and_session_listing(tmp_path):
         async with simulator() as sim, open_sim_control(sim.url + "/control") as control:
             for call in (control.scan("nobody"), control.register("not a number"),
                          control.request("no_such_op"), control.request("stats", bogus=1),
-                         control.set_error_rate(2.0), control.logout(), control.scan_code("2@nope")):
+                         control.set_error_rate(2.0), control.logout(), control.scan_code("2@nope"),
+                         control.unregister("not a number"), control.set_open_world("yes")):
                 with pytest.raises(SimControlError):
                     await call
             async with open_sim_transport_factory(sim.url, data_dir=str(tmp_path)) as factory, \
@@ -282,3 +310,46 @@ async def test_link_reconnects_with_capped_backoff_on_the_mock_clock(tmp_path, a
             assert 9 <= factory.link.failures <= 17, factory.link.failures
             assert trio.current_time() - started == pytest.approx(30)
             assert "connect to 127.0.0.1" in factory.statistics().last_error
+
+
+async def _gateway_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process([sys.executable, "-m", "gateway", *args], env=env, capture_stdout=True,
+                                  capture_stderr=True, check=False)
+
+
+@pytest.mark.slow
+async def test_cli_closed_world_and_the_scan_and_unregister_commands(tmp_path):
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {"GATEWAY_SIM_URL": url}
+    with trio.fail_after(60):
+        sim = await _spawn(port, "--closed-world", "--qr-interval", "0.1")
+        try:
+            assert (await _read_line(sim)).strip() == f"simulator listening on {url}"
+            async with open_sim_transport_factory(url, data_dir=str(tmp_path)) as factory, \
+                    trio.open_nursery() as nursery:
+                run = await start(nursery, factory.create(spec("s1")))
+                first, second = await run.expect(QRCode), await run.expect(QRCode)  # --qr-interval 0.1
+                assert first.code != second.code
+                scanned = await _gateway_cli("simulator", "scan", "s1", env=env)  # the URL from GATEWAY_SIM_URL
+                assert scanned.returncode == 0, scanned.stderr
+                phone = scanned.stdout.decode().strip()
+                assert phone.startswith("+888") and len(phone) == 14  # no --phone, none in the spec: a fresh one
+                assert (await run.expect(Connected)).phone_number == phone
+                again = await _gateway_cli("simulator", "scan", "s1", "--phone", A, env=env)
+                assert again.returncode == 1 and again.stdout == b""
+                assert b"not waiting to pair" in again.stderr
+                # --closed-world: a number nobody registered is not on WhatsApp
+                assert [x.exists for x in await run.transport.is_on_whatsapp([phone, B])] == [True, False]
+                async with open_sim_control(url) as control:
+                    await control.register(B)
+                assert (await run.transport.is_on_whatsapp([B]))[0].exists
+                gone = await _gateway_cli("simulator", "unregister", B, "--url", url, env={})
+                assert (gone.returncode, gone.stdout.decode().strip()) == (0, B), gone.stderr
+                assert not (await run.transport.is_on_whatsapp([B]))[0].exists
+                bad = await _gateway_cli("simulator", "unregister", "not a number", env=env)
+                assert bad.returncode == 1 and b"not a phone number" in bad.stderr
+                nursery.cancel_scope.cancel()
+        finally:
+            sim.kill()
+            await sim.wait()

@@ -1,19 +1,36 @@
 """A simulated WhatsApp network: `gateway simulator`, tests, demos and bench.
 
 Run it with `gateway simulator --bind 127.0.0.1:8765 [--autopair SECONDS]
-[--receipt-delay SECONDS]`, or in-process with
-`handle = await nursery.start(serve_simulator, "127.0.0.1", 0)`. Gateways
+[--receipt-delay SECONDS] [--qr-interval SECONDS] [--closed-world]`, or in-process with
+`handle = await nursery.start(serve_simulator, "127.0.0.1", 0)` (keyword
+options `autopair`, `receipt_delay`, `qr_interval`, `open_world`). Gateways
 reach it through the `sim` transport (`actors.sim`, `GATEWAY_TRANSPORT=sim`);
-tests and bench steer it with `bench.simulator.control.open_sim_control`.
+tests and bench steer it with `bench.simulator.control.open_sim_control`, and
+people from a shell: `gateway simulator scan SESSION_ID [--phone P] [--url URL]`
+pairs the session showing a QR and prints the number it paired as, `gateway
+simulator unregister PHONE [--url URL]` takes a number off WhatsApp (the URL
+defaults to `$GATEWAY_SIM_URL`, else `ws://127.0.0.1:8765`; a refusal prints
+its reason to stderr and exits 1).
 
 Behaviour
 ---------
-- **Accounts** are keyed by E.164 number. A number is on WhatsApp once a
-  session paired as it, or control registered it (`register`): such a
-  "phone" has no gateway session, accepts messages and reads them.
+- **Accounts** are keyed by E.164 number. The world is *open* by default:
+  every well-formed number (5 to 15 digits) is on WhatsApp, and its account
+  is made on first use (a send, a group add, a presence subscription; an
+  on-whatsapp check answers yes without making it). Such a "phone" has no
+  gateway session, accepts messages and reads them, as control `register`
+  makes one (with a push or verified name). Control `unregister(phone)` takes
+  a number off WhatsApp, open world or not: its devices are logged out
+  (`LoggedOut`, "account deleted"), it leaves its groups, sends to it raise
+  `RecipientError` "... is not on WhatsApp", on-whatsapp answers false and
+  group adds "404", until `register` or a pairing as it brings it back. A
+  *closed* world (`--closed-world`, `open_world=False`, control
+  `set_open_world(False)`) has only the numbers a session paired as or
+  control registered (or `inject`ed from): the old behaviour, for tests.
 - **Pairing.** An unpaired session gets `QRCode` events (`2@...`, a new one
-  every 20 s) until control scans one (`scan(session_id, phone)` or
-  `scan_code(code)`), or `--autopair` pairs it after that delay. It pairs as
+  every 20 s, `--qr-interval`) until control scans one (`scan(session_id, phone)`, from a
+  shell `gateway simulator scan`, or `scan_code(code)`), or `--autopair`
+  pairs it after that delay. It pairs as
   the scanned number, else as the number its spec carries, else as a fresh
   `+888...` number. `pair_phone` gives an 8-character code that `scan_code`
   accepts.
@@ -32,14 +49,16 @@ Behaviour
   `delivered` once a device got it (or at once for a phone) plus
   `receipt_delay`, then `read` after another `receipt_delay`. Messages and
   receipts for an offline device wait in its backlog (10,000 events at most).
-  Sending to a number that is not on WhatsApp raises `RecipientError`.
+  Sending to a number that is not on WhatsApp (unregistered, or unknown in a
+  closed world) raises `RecipientError`.
 - **Deduplication.** A resend with a known (sender, message id) is recorded as
   a duplicate and not delivered again. The sim transport uses the message's
   `message_id` attribute when it has one.
 - **Presence** (`send_presence`, `subscribe_presence` → `Presence` to
   subscribers, the current state at once), **typing** (`ChatPresence` to the
   peer or group members), **groups** (create, info, list, add/remove with
-  per-participant "404"/"409"/"not-authorized", leave) and **contacts** (every
+  per-participant "404" not on WhatsApp / "409" already in it / "not-authorized";
+  a closed world leaves unknown numbers out of a new group; leave) and **contacts** (every
   account a session exchanged 1:1 messages with, plus `add_contact`).
 - **Faults** through control: `drop` one session (its `run` raises
   `ConnectFailed`) or every link; `set_latency` on operations; `set_error_rate`
@@ -56,10 +75,10 @@ dropped are delivered again, with the same message id.
 from actors.sim import Creds, RecordCounts, RecordEntry, SessionInfo, SimStats
 
 from ._network import Network
-from ._server import SimulatorHandle, run_simulator_cli, serve_simulator
+from ._server import SimulatorHandle, run_control_cli, run_simulator_cli, serve_simulator
 from .control import SimControl, SimControlError, open_sim_control
 
 __all__ = [
     "Creds", "Network", "RecordCounts", "RecordEntry", "SessionInfo", "SimControl", "SimControlError", "SimStats",
-    "SimulatorHandle", "open_sim_control", "run_simulator_cli", "serve_simulator",
+    "SimulatorHandle", "open_sim_control", "run_control_cli", "run_simulator_cli", "serve_simulator",
 ]

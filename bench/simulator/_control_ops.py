@@ -64,6 +64,12 @@ class ControlOps:
     def set_receipt_delay(self, seconds: float) -> None:
         self.net.receipt_delay = float(seconds)
 
+    def set_open_world(self, enabled: bool) -> None:
+        """Open world (the default): every well-formed number is on WhatsApp. Closed: only registered ones."""
+        if not isinstance(enabled, bool):
+            raise OpError("error", "enabled must be true or false")
+        self.net.open_world = enabled
+
     # -- accounts ---------------------------------------------------------------
 
     def register(self, phone: str, push_name: str | None = None, verified_name: str | None = None) -> dict[str, str]:
@@ -76,10 +82,18 @@ class ControlOps:
             acc.verified_name = verified_name
         return {"phone": acc.phone, "jid": acc.jid}
 
+    def unregister(self, phone: str) -> dict[str, object]:
+        """Take a number off WhatsApp (open world or not): sends to it fail, on-whatsapp answers false.
+        Its devices are logged out and it leaves its groups; `register` or pairing as it brings it back."""
+        normalized = normalize_phone(phone)
+        if normalized is None:
+            raise OpError("error", f"not a phone number: {phone!r}")
+        return {"phone": normalized, "jid": jid_of(normalized), "logged_out": self.net.unregister(normalized)}
+
     def set_presence(self, phone: str, available: bool) -> None:
-        acc = self.net.accounts.get(normalize_phone(phone) or "")
+        acc = self.net.lookup(normalize_phone(phone))
         if acc is None:
-            raise OpError("error", f"{phone} is not registered")
+            raise OpError("error", f"{phone} is not on WhatsApp")
         self.net.set_presence(acc, available)
 
     def add_contact(self, owner: str, phone: str, full_name: str | None = None) -> None:

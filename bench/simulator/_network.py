@@ -43,8 +43,10 @@ def wall_ms() -> int:
 class Network(SocialMixin):
     def __init__(self, scheduler: Scheduler, *, autopair: float | None = None, receipt_delay: float = 0.5,
                  qr_interval: float = DEFAULT_QR_INTERVAL, now_ms: Callable[[], int] = wall_ms,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, open_world: bool = True) -> None:
         self.scheduler = scheduler
+        self.open_world = open_world  # every well-formed number is on WhatsApp (created on first use)
+        self.unregistered: set[str] = set()  # numbers taken off WhatsApp: not even an open world has them
         self.autopair = autopair
         self.receipt_delay = receipt_delay
         self.qr_interval = qr_interval
@@ -67,13 +69,47 @@ class Network(SocialMixin):
     # -- registry -----------------------------------------------------------
 
     def account(self, phone: str, *, push_name: str | None = None) -> Account:
+        """The account of `phone`, made if need be: registering it, pairing as it or injecting from it puts the
+        number (back) on WhatsApp."""
         acc = self.accounts.get(phone)
         if acc is None:
             acc = Account(phone, jid_of(phone), push_name=push_name or f"Sim {phone[-4:]}")
             self.accounts[phone] = acc
+            self.unregistered.discard(phone)
         elif push_name:
             acc.push_name = push_name
         return acc
+
+    def is_registered(self, phone: str | None) -> bool:
+        """Whether `phone` (E.164, or None for a malformed number) is on WhatsApp."""
+        if phone is None:
+            return False
+        return phone in self.accounts or (self.open_world and phone not in self.unregistered)
+
+    def lookup(self, phone: str | None) -> Account | None:
+        """The account of a number on WhatsApp (in an open world made on first use), else None."""
+        if phone is None:
+            return None
+        acc = self.accounts.get(phone)
+        if acc is None and self.is_registered(phone):
+            acc = self.account(phone)
+        return acc
+
+    def unregister(self, phone: str) -> int:
+        """Take `phone` off WhatsApp until it is registered or paired again: its devices are logged out
+        (returns how many), it leaves its groups, and sends to it fail."""
+        self.unregistered.add(phone)
+        if phone not in self.accounts:
+            return 0
+        logged_out = self.logout(phone=phone, reason="account deleted")
+        acc = self.accounts.pop(phone)
+        for jid in list(acc.groups):
+            group = self.groups.get(jid)
+            if group is not None and acc.jid in group.roles:
+                self._remove_member(group, acc.jid)
+        for other in self.accounts.values():
+            other.subscribers.discard(phone)
+        return logged_out
 
     def fresh_phone(self) -> str:
         while True:  # +888 is unassigned; 10 random digits make clashes after a restart unlikely
@@ -332,9 +368,10 @@ class Network(SocialMixin):
             phone = normalize_phone(message.to)
             if phone is None:
                 raise recipient_error(f"invalid recipient {message.to!r}")
-            if phone not in self.accounts:
+            recipient = self.lookup(phone)
+            if recipient is None:
                 raise recipient_error(f"{message.to} is not on WhatsApp")
-            recipients = [self.accounts[phone]]
+            recipients = [recipient]
         ts = self.now_ms()
         self.sent[(sender.jid, message_id)] = ts
         self._record(message_id, sender, message.to, kind, ts, session_id, text, duplicate=False)

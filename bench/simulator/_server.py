@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from actors.sim import (
     CONTROL_PATH, MAX_MESSAGE_SIZE, NIL, PROTOCOL_VERSION, Ack, Attach, Call, ControlReply, Detach, Frame, Hello,
@@ -229,11 +229,15 @@ class SimulatorHandle:
 
 
 async def serve_simulator(host: str, port: int, *, autopair: float | None = None, receipt_delay: float = 0.5,
-                          qr_interval: float = DEFAULT_QR_INTERVAL,
+                          qr_interval: float = DEFAULT_QR_INTERVAL, open_world: bool = True,
                           task_status: trio.TaskStatus[SimulatorHandle] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve a simulated WhatsApp network until cancelled; `port=0` picks a free port (see the handle)."""
+    """Serve a simulated WhatsApp network until cancelled; `port=0` picks a free port (see the handle).
+
+    `open_world=False` is `--closed-world`: only numbers a session paired as or control registered are
+    on WhatsApp."""
     scheduler = Scheduler()
-    network = Network(scheduler, autopair=autopair, receipt_delay=receipt_delay, qr_interval=qr_interval)
+    network = Network(scheduler, autopair=autopair, receipt_delay=receipt_delay, qr_interval=qr_interval,
+                      open_world=open_world)
     server = SimulatorServer(network)
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
@@ -250,8 +254,12 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def run_simulator_cli(bind: str, *, autopair: float | None, receipt_delay: float) -> int:
+def run_simulator_cli(bind: str, *, autopair: float | None, receipt_delay: float,
+                      qr_interval: float = DEFAULT_QR_INTERVAL, open_world: bool = True) -> int:
     """`gateway simulator`: serve until SIGINT or SIGTERM, then exit 0."""
+    if qr_interval <= 0:
+        print("gateway simulator: --qr-interval must be positive", file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -264,10 +272,11 @@ def run_simulator_cli(bind: str, *, autopair: float | None, receipt_delay: float
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 handle = await nursery.start(partial(serve_simulator, host, port, autopair=autopair,
-                                                     receipt_delay=receipt_delay))
+                                                     receipt_delay=receipt_delay, qr_interval=qr_interval,
+                                                     open_world=open_world))
                 print(f"simulator listening on {handle.url}", flush=True)
-                log.info("simulator listening on %s (autopair=%s, receipt delay %.3fs)",
-                         handle.url, autopair, receipt_delay)
+                log.info("simulator listening on %s (autopair=%s, receipt delay %.3fs, %s world)",
+                         handle.url, autopair, receipt_delay, "open" if open_world else "closed")
                 async for signum in signals:
                     log.info("simulator stopping on %s", signal.Signals(signum).name)
                     break
@@ -284,4 +293,32 @@ def run_simulator_cli(bind: str, *, autopair: float | None, receipt_delay: float
     if failure is not None:
         print(f"gateway simulator: cannot listen on {bind}: {failure}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_control_cli(url: str, op: str, **args: Any) -> int:
+    """`gateway simulator scan|unregister`: one control request; prints its phone number, exit 0.
+
+    A refusal (say, no session waiting to pair) or an unreachable simulator prints the reason to
+    stderr and exits 1."""
+    from .control import SimControlError, open_sim_control
+
+    async def main() -> str:
+        async with open_sim_control(url) as control:
+            if op == "scan":
+                return await control.scan(args["session_id"], args.get("phone"))
+            if op == "unregister":
+                return await control.unregister(args["phone"])
+            raise SimControlError(f"unknown command {op!r}")
+
+    try:
+        phone = trio.run(main)
+    except SimControlError as exc:
+        print(f"gateway simulator {op}: {exc.reason}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, HandshakeError, ConnectionClosed) as exc:
+        cause = exc if str(exc) else (exc.__cause__ or exc.__context__ or type(exc).__name__)
+        print(f"gateway simulator {op}: cannot reach the simulator at {url}: {cause}", file=sys.stderr)
+        return 1
+    print(phone, flush=True)
     return 0

@@ -3,7 +3,9 @@
 A mixin of `_network.Network`: it shares the registry and delivery helpers.
 Per-participant group results use WhatsApp's codes: "404" for a number that is
 not on WhatsApp (or not in the group, on remove), "409" for one already in the
-group, "not-authorized" when the caller is not an admin.
+group, "not-authorized" when the caller is not an admin. Whether a number is on
+WhatsApp is `Network.lookup`'s answer (open world: every well-formed number not
+unregistered).
 """
 
 from __future__ import annotations
@@ -97,10 +99,11 @@ class SocialMixin:
 
     def on_whatsapp(self: Network, asked: str) -> OnWhatsApp:
         phone = normalize_phone(asked)
-        acc = self.accounts.get(phone) if phone else None
-        if acc is None:
+        if phone is None or not self.is_registered(phone):
             return OnWhatsApp(phone_number=asked, exists=False)
-        return OnWhatsApp(phone_number=asked, exists=True, jid=acc.jid, verified_name=acc.verified_name)
+        acc = self.accounts.get(phone)  # a query does not create the account an open world would
+        return OnWhatsApp(phone_number=asked, exists=True, jid=jid_of(phone),
+                          verified_name=acc.verified_name if acc else None)
 
     def contacts(self: Network, me: Account) -> list[ContactInfo]:
         out = []
@@ -113,7 +116,7 @@ class SocialMixin:
         return out
 
     def add_contact(self: Network, owner: str, phone: str, full_name: str | None = None) -> None:
-        me = self.accounts.get(normalize_phone(owner) or "")
+        me = self.lookup(normalize_phone(owner))
         other = normalize_phone(phone)
         if me is None or other is None:
             raise OpError("error", "unknown owner or invalid phone")
@@ -144,9 +147,10 @@ class SocialMixin:
         me.groups.add(group.jid)
         for asked in participants:  # numbers not on WhatsApp are left out, as WhatsApp does
             phone = normalize_phone(asked)
-            if phone is not None and phone in self.accounts and phone != me.phone:
-                group.roles[jid_of(phone)] = 0
-                self.accounts[phone].groups.add(group.jid)
+            member = self.lookup(phone) if phone != me.phone else None
+            if member is not None:
+                group.roles[member.jid] = 0
+                member.groups.add(group.jid)
         self.groups[group.jid] = group
         return self.group_view(group)
 
@@ -160,13 +164,14 @@ class SocialMixin:
             if group.roles[me.jid] < 1:
                 results.append(ParticipantResult(jid=pjid, ok=False, error="not-authorized"))
             elif action == "add":
-                if phone is None or phone not in self.accounts:
+                member = self.lookup(phone)
+                if member is None:
                     results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
                 elif pjid in group.roles:
                     results.append(ParticipantResult(jid=pjid, ok=False, error="409"))
                 else:
                     group.roles[pjid] = 0
-                    self.accounts[phone].groups.add(jid)
+                    member.groups.add(jid)
                     results.append(ParticipantResult(jid=pjid, ok=True))
             elif pjid not in group.roles:
                 results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
@@ -201,8 +206,7 @@ class SocialMixin:
                 self.notify(watcher, event)
 
     def subscribe(self: Network, me: Account, jid: str) -> None:
-        phone = normalize_phone(jid)
-        target = self.accounts.get(phone) if phone else None
+        target = self.lookup(normalize_phone(jid))
         if target is None:
             raise recipient_error(f"{jid} is not on WhatsApp")
         target.subscribers.add(me.phone)
@@ -217,8 +221,7 @@ class SocialMixin:
                 if member is not None and member is not me:
                     self.notify(member, ChatPresence(chat=chat, sender=me.jid, state=state))
             return
-        phone = normalize_phone(chat)
-        peer = self.accounts.get(phone) if phone else None
+        peer = self.lookup(normalize_phone(chat))
         if peer is None:
             raise recipient_error(f"{chat} is not on WhatsApp")
         self.notify(peer, ChatPresence(chat=me.jid, sender=me.jid, state=state))

@@ -1,7 +1,8 @@
 """A client for the simulator's control channel, for tests, bench and scripts.
 
     async with open_sim_control("ws://127.0.0.1:8765") as sim:
-        await sim.register("+15550001111")          # a phone on WhatsApp, no gateway session
+        await sim.register("+15550001111", push_name="Ann")  # a phone on WhatsApp, no gateway session
+        await sim.unregister("+15550003333")        # not on WhatsApp: sends to it fail
         await sim.wait_qr("my-session")             # the session is showing a QR
         phone = await sim.scan("my-session", "+15550002222")
         await sim.set_error_rate(0.1)               # one send in ten fails
@@ -89,12 +90,23 @@ class SimControl:
     async def set_receipt_delay(self, seconds: float) -> None:
         await self.request("set_receipt_delay", seconds=seconds)
 
+    async def set_open_world(self, enabled: bool) -> None:
+        """Open world (the default): every well-formed number is on WhatsApp. Closed: only numbers a
+        session paired as or `register` put there."""
+        await self.request("set_open_world", enabled=enabled)
+
     # -- accounts -----------------------------------------------------------------
 
     async def register(self, phone: str, *, push_name: str | None = None, verified_name: str | None = None) -> str:
         """Put a number on WhatsApp with no gateway session; returns its JID."""
         return (await self.request("register", phone=phone, push_name=push_name,
                                    verified_name=verified_name))["jid"]
+
+    async def unregister(self, phone: str) -> str:
+        """Take a number off WhatsApp, even in an open world: sends to it fail with RecipientError and
+        on-whatsapp answers false. Its devices are logged out and it leaves its groups; `register` (or a
+        session pairing as it) brings it back. Returns the number in E.164."""
+        return (await self.request("unregister", phone=phone))["phone"]
 
     async def set_presence(self, phone: str, available: bool) -> None:
         await self.request("set_presence", phone=phone, available=available)

@@ -23,7 +23,8 @@ from quart import Response, request
 from ratelimit import Decision, rate_limit_headers
 
 from .._auth import AccountPrincipal, Principal, SessionPrincipal
-from ..errors import OwnedElsewhere, Unauthorized, ValidationError, validation_error_from_msgspec
+from .._logins import CSRF_HEADER, LOGIN_COOKIE, tokens_match
+from ..errors import Forbidden, OwnedElsewhere, Unauthorized, ValidationError, validation_error_from_msgspec
 from ._errors import PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ async def _authenticate_and_limit(gateway: Gateway, mode: Auth, path_params: dic
         principal = await _authenticate(gateway, mode, path_params)
     except Unauthorized:
         if request.headers.get("X-API-Token") or request.headers.get("Authorization"):
-            await rates.auth_failed(ip)  # a presented credential that failed: brute-force accounting
+            await rates.auth_attempt(ip)  # a presented credential that failed: brute-force accounting
         raise
     assert principal is not None
     return principal, await rates.api(principal.user_id)
@@ -270,9 +271,31 @@ async def _authenticate(gateway: Gateway, mode: Auth, path_params: dict[str, str
         return principal
     credential = token or bearer
     if credential is None:
+        login = await dashboard_login(gateway)
+        if login is not None:
+            return login
         raise Unauthorized("Missing credentials: send X-API-Token: <personal access token>"
                            + (" or Authorization: Bearer <session key>" if mode is Auth.EITHER else ""))
     principal = await gateway.auth.authenticate(credential)
     if mode is Auth.PAT and not isinstance(principal, AccountPrincipal):
         raise Unauthorized("This endpoint needs a personal access token (wgp_...), not a session key")
     return principal
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def dashboard_login(gateway: Gateway) -> AccountPrincipal | None:
+    """The dashboard login presented as a cookie, as an account principal; None without one.
+
+    A state-changing request made with it must carry the login's CSRF token in `X-CSRF-Token`:
+    the browser sends the cookie by itself, a forged cross-site request cannot read the token."""
+    secret = request.cookies.get(LOGIN_COOKIE)
+    if not secret:
+        return None
+    login = await gateway.logins.resolve(secret)
+    if login is None:
+        raise Unauthorized("The dashboard login has ended; log in again")
+    if request.method not in _SAFE_METHODS and not tokens_match(request.headers.get(CSRF_HEADER), login.csrf_token):
+        raise Forbidden(f"A request made with the dashboard login needs its CSRF token in {CSRF_HEADER}")
+    return AccountPrincipal(user_id=login.user_id, token_id="")

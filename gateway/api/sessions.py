@@ -102,6 +102,14 @@ def _register_connection(api: Api) -> None:
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
         return session_out(await ctx.gateway.control.disconnect(record))
 
+    @api.route("POST", "/whatsapp-sessions/<session_id>/logout", summary="Log out of WhatsApp", tag=TAG,
+               auth=Auth.EITHER, answer=Session, errors=[*_ONE, TryAgainLater], live=Live.TAKE)
+    async def logout(ctx: Ctx, session_id: str) -> Session:
+        """Unlink the gateway's device from the WhatsApp account. The session and its key stay; it is
+        LOGGED_OUT, and connecting again shows a new QR code to scan."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        return session_out(await ctx.gateway.control.logout(record))
+
     @api.route("GET", "/whatsapp-sessions/<session_id>/qrcode", summary="Get QR code (when CONNECTING)",
                tag=TAG, auth=Auth.EITHER, answer=QrCode, errors=[*_ONE, QrNotAvailable, ValidationError],
                live=Live.OWNER, media_answers=("image/png", "image/svg+xml"),

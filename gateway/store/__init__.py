@@ -1,9 +1,10 @@
 """Storage: one Protocol per domain, `Store` for all of them, one driver per database.
 
-The domains (`_ports`): accounts and tokens, sessions, the message queue,
-contacts, the webhook outbox, cluster nodes and leases, and the schema's
-lifecycle. The drivers, `sqlite/` and `postgres/`, implement each domain in a
-module of the same name; `_rows` holds the columns and row mappers they share.
+The domains (`_ports`): accounts (users, tokens, dashboard logins, password
+resets), sessions, the message queue, contacts, the webhook outbox, cluster
+nodes and leases, and the schema's lifecycle. The drivers, `sqlite/` and
+`postgres/`, implement each domain in a module of the same name; `_rows` holds
+the columns and row mappers they share.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from ._ports import (
 )
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
-    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal, SessionRecord, StatusEntry, User,
-    iso_ms,
+    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, PasswordReset, Renewal, SessionRecord, StatusEntry, User,
+    WebSession, iso_ms,
 )
 
 
@@ -41,6 +42,6 @@ __all__ = [
     "AccountStore", "ClusterStore", "ContactStore", "MessageStore", "OutboxStore", "SessionStore", "StoreLifecycle",
     "ContactRecord", "Fence", "HeldLease", "LeaseOwner", "NodeRecord", "Renewal",
     "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "StatusEntry",
-    "SESSION_MUTABLE_FIELDS", "ApiToken", "SessionRecord", "Store",
-    "StoreConflict", "StoreError", "User", "iso_ms", "open_store",
+    "SESSION_MUTABLE_FIELDS", "ApiToken", "PasswordReset", "SessionRecord", "Store",
+    "StoreConflict", "StoreError", "User", "WebSession", "iso_ms", "open_store",
 ]

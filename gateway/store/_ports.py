@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._records import (
-    ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord, Renewal,
-    SessionRecord, StatusEntry, User,
+    ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
+    PasswordReset, Renewal, SessionRecord, StatusEntry, User, WebSession,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class StoreLifecycle(Protocol):
 
 
 class AccountStore(Protocol):
-    """Users and their personal access tokens."""
+    """Users, their personal access tokens, dashboard logins and password resets."""
 
     async def create_user(self, user: User) -> None:
         """Raises StoreConflict when the email is taken (case-insensitively)."""
@@ -67,6 +67,9 @@ class AccountStore(Protocol):
     async def get_user_by_email(self, email: str) -> User | None: ...
 
     async def count_users(self) -> int: ...
+
+    async def set_user_password(self, user_id: str, password_hash: str) -> bool:
+        """Replace the user's password hash; False if there is no such user."""
 
     async def create_token(self, token: ApiToken) -> None: ...
 
@@ -78,6 +81,30 @@ class AccountStore(Protocol):
 
     async def touch_token(self, token_id: str, at: int) -> None:
         """Record a use of the token at `at` (never moves `last_used_at` back)."""
+
+    async def create_web_session(self, s: WebSession) -> None:
+        """Raises StoreConflict when the id is taken or there is no such user."""
+
+    async def get_web_session(self, id_hash: bytes, now: int) -> WebSession | None:
+        """The login, or None if there is none or it expired (`expires_at <= now`)."""
+
+    async def touch_web_session(self, id_hash: bytes, *, last_seen_at: int, expires_at: int) -> None:
+        """Slide a live login's expiry (never moves `last_seen_at` back, never revives an expired login)."""
+
+    async def delete_web_session(self, id_hash: bytes) -> bool:
+        """End one login; False if there was none."""
+
+    async def delete_user_web_sessions(self, user_id: str, *, keep: bytes | None = None) -> int:
+        """End every login of the user except `keep`; returns how many."""
+
+    async def create_password_reset(self, r: PasswordReset) -> None:
+        """Raises StoreConflict when the token is taken or there is no such user."""
+
+    async def use_password_reset(self, token_hash: bytes, now: int) -> PasswordReset | None:
+        """Mark an unused, unexpired token used at `now`, atomically (one caller wins); None otherwise."""
+
+    async def delete_expired_web_auth(self, now: int) -> int:
+        """Purge logins and reset tokens expired by `now`; returns how many rows went."""
 
 
 class SessionStore(Protocol):
@@ -122,6 +149,9 @@ class MessageStore(Protocol):
     async def get_message(self, message_id: str) -> MessageRecord | None: ...
 
     async def get_message_history(self, message_id: str) -> list[StatusEntry]: ...
+
+    async def list_messages(self, session_id: str, *, before: str | None, limit: int) -> list[MessageRecord]:
+        """A session's messages, newest (greatest id) first, starting before `before`."""
 
     async def find_message_by_wa_id(self, session_id: str, wa_id: str) -> MessageRecord | None: ...
 

@@ -42,6 +42,29 @@ class ApiToken(msgspec.Struct, frozen=True, kw_only=True):
     last_used_at: int | None = None  # epoch ms, to within GATEWAY_AUTH_CACHE_TTL (see `_auth`)
 
 
+class WebSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A dashboard login. Only the SHA-256 of its cookie's secret is kept."""
+
+    id_hash: bytes
+    user_id: str
+    csrf_token: str
+    created_at: int
+    expires_at: int  # epoch ms; from it on the login is over (sliding: see `touch_web_session`)
+    last_seen_at: int
+    user_agent: str = ""
+    ip: str = ""
+
+
+class PasswordReset(msgspec.Struct, frozen=True, kw_only=True):
+    """A single-use password-reset token. Only the SHA-256 of its secret is kept."""
+
+    token_hash: bytes
+    user_id: str
+    created_at: int
+    expires_at: int
+    used_at: int | None = None
+
+
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     user_id: str

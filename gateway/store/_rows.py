@@ -26,11 +26,13 @@ from actors import SessionState
 from ..webhooks import AttemptRecord, Delivery, DeliveryStatus
 from ._records import (
     ApiToken, ContactRecord, HeldLease, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
-    SESSION_MUTABLE_FIELDS, SessionRecord, StatusEntry, User,
+    PasswordReset, SESSION_MUTABLE_FIELDS, SessionRecord, StatusEntry, User, WebSession,
 )
 
 USER_COLUMNS: Final = "id, email, password_hash, created_at"
 TOKEN_COLUMNS: Final = "id, user_id, name, secret_hash, created_at, revoked_at, expires_at, last_used_at"
+WEB_SESSION_COLUMNS: Final = "id_hash, user_id, csrf_token, created_at, expires_at, last_seen_at, user_agent, ip"
+PASSWORD_RESET_COLUMNS: Final = "token_hash, user_id, created_at, expires_at, used_at"
 SESSION_COLUMNS: Final = (
     "id, user_id, name, phone_number, status, status_reason, connect_on_start, webhook_url, "
     "webhook_events, webhook_enabled, webhook_secret, key_id, key_hash, created_at, updated_at, send_limit")
@@ -79,6 +81,26 @@ class Rows:
         m = self.mark
         return (f"UPDATE api_tokens SET last_used_at = {m} "
                 f"WHERE id = {m} AND (last_used_at IS NULL OR last_used_at < {m})")
+
+    def touch_web_session(self) -> str:
+        """Slide a login (seen, expires, id, seen, seen): only forward, and only while it is live."""
+        m = self.mark
+        return (f"UPDATE web_sessions SET last_seen_at = {m}, expires_at = {m} "
+                f"WHERE id_hash = {m} AND last_seen_at < {m} AND expires_at > {m}")
+
+    def end_web_sessions(self, user_id: str, keep: bytes | None) -> tuple[str, tuple[Any, ...]]:
+        """Delete every login of the user but `keep`: the statement and its parameters."""
+        m = self.mark
+        if keep is None:
+            return f"DELETE FROM web_sessions WHERE user_id = {m}", (user_id,)
+        return f"DELETE FROM web_sessions WHERE user_id = {m} AND id_hash <> {m}", (user_id, keep)
+
+    def use_password_reset(self) -> str:
+        """Take a reset token (now, hash, now) in one statement, so of racing uses exactly one gets the row."""
+        m = self.mark
+        return (f"UPDATE password_resets SET used_at = {m} "
+                f"WHERE token_hash = {m} AND used_at IS NULL AND expires_at > {m} "
+                f"RETURNING {PASSWORD_RESET_COLUMNS}")
 
     def insert(self, table: str, columns: str) -> str:
         """`INSERT INTO table (columns) VALUES (...)`, one placeholder per column."""
@@ -148,6 +170,23 @@ def token_row(t: ApiToken) -> tuple[Any, ...]:
 def token(r: Any) -> ApiToken:
     return ApiToken(id=r[0], user_id=r[1], name=r[2], secret_hash=bytes(r[3]), created_at=r[4], revoked_at=r[5],
                     expires_at=r[6], last_used_at=r[7])
+
+
+def web_session_row(s: WebSession) -> tuple[Any, ...]:
+    return (s.id_hash, s.user_id, s.csrf_token, s.created_at, s.expires_at, s.last_seen_at, s.user_agent, s.ip)
+
+
+def web_session(r: Any) -> WebSession:
+    return WebSession(id_hash=bytes(r[0]), user_id=r[1], csrf_token=r[2], created_at=r[3], expires_at=r[4],
+                      last_seen_at=r[5], user_agent=r[6], ip=r[7])
+
+
+def password_reset_row(p: PasswordReset) -> tuple[Any, ...]:
+    return (p.token_hash, p.user_id, p.created_at, p.expires_at, p.used_at)
+
+
+def password_reset(r: Any) -> PasswordReset:
+    return PasswordReset(token_hash=bytes(r[0]), user_id=r[1], created_at=r[2], expires_at=r[3], used_at=r[4])
 
 
 def history_row(m: MessageRecord) -> tuple[Any, ...]:

@@ -67,6 +67,10 @@ class PostgresMessages(PostgresBase):
     async def get_message(self, message_id: str) -> MessageRecord | None:
         return await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,), ROWS.message)
 
+    async def list_messages(self, session_id: str, *, before: str | None, limit: int) -> list[MessageRecord]:
+        return await self._all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = %s AND id < %s "
+                               "ORDER BY id DESC LIMIT %s", (session_id, before or "\uffff", limit), ROWS.message)
+
     async def get_message_history(self, message_id: str) -> list[StatusEntry]:
         return await self._all(
             f"SELECT {STATUS_COLUMNS} FROM message_status_history WHERE message_id = %s ORDER BY seq",

@@ -218,6 +218,28 @@ CREATE INDEX messages_scheduled ON messages (session_id, send_at, id) WHERE stat
 ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT;
 ALTER TABLE api_tokens ADD COLUMN last_used_at BIGINT;
 """),
+    (8, "dashboard logins, password resets, messages by session", """
+CREATE TABLE web_sessions (
+    id_hash BYTEA PRIMARY KEY,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    user_agent TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_id);
+CREATE TABLE password_resets (
+    token_hash BYTEA PRIMARY KEY,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX password_resets_user ON password_resets (user_id);
+CREATE INDEX messages_by_session ON messages (session_id, id);
+"""),
 )
 
 

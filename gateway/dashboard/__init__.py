@@ -1,0 +1,57 @@
+"""The dashboard: server-rendered pages for people, over the same services as the API.
+
+Pages: `/` (to the dashboard or the login), `/login`, `/signup`, `/forgot`,
+`/reset`, `/dashboard` (sessions, live status), `/dashboard/sessions/<id>`
+(QR, pairing code, key, webhook, deliveries, messages, actions),
+`/dashboard/api-tokens` and `/dashboard/account`. Assets are served from
+`/dashboard/static`; nothing comes from a CDN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+from quart import Blueprint, Quart, Response, request
+
+from ._account_views import install as _install_accounts
+from ._session_views import install as _install_sessions
+from ._token_views import install as _install_tokens
+from ._web import PAGE_HEADERS, GetGateway, page
+
+_PAGE_PREFIXES: Final = ("/dashboard", "/login", "/signup", "/logout", "/forgot", "/reset")
+
+
+def install(app: Quart, get_gateway: GetGateway) -> None:
+    assets = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
+                       static_url_path="/dashboard/static")
+
+    @assets.after_app_request
+    async def asset_headers(response: Response) -> Response:
+        if request.path.startswith("/dashboard/static/"):
+            response.headers.update({k: v for k, v in PAGE_HEADERS.items() if k != "Cache-Control"})
+            response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+    app.register_blueprint(assets)
+    app.add_template_filter(when, "when")
+    _install_accounts(app, get_gateway)
+    _install_sessions(app, get_gateway)
+    _install_tokens(app, get_gateway)
+
+
+def is_page(path: str) -> bool:
+    """Whether an error on this path is answered as a page rather than the JSON envelope."""
+    return path == "/" or (path.startswith(_PAGE_PREFIXES) and not path.endswith(".json")
+                           and not path.startswith("/dashboard/static/"))
+
+
+async def error_page(status: int, code: str, message: str, headers: dict[str, str]) -> Response:
+    return await page("error.html", status, headers=headers, code=code, message=message)
+
+
+def when(ms: int | None) -> str:
+    """Epoch milliseconds as `2026-12-02 20:14:05 UTC` (— for none)."""
+    if ms is None:
+        return "—"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
