@@ -179,6 +179,7 @@ async def _start(gateway: Gateway) -> None:
     await nursery.start(gateway.dispatcher.run)
     await nursery.start(gateway.supervisor.run)
     nursery.start_soon(gateway.outbound.expire_loop)
+    nursery.start_soon(gateway.logins.purge_loop)
     if gateway.cluster is not None:
         # The keeper brings sessions up from its first round: no restore here.
         sessions = NodeSessions(gateway.store, gateway.control, node_id=gateway.cluster.node_id, clock=gateway.clock)

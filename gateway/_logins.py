@@ -5,6 +5,7 @@ so a leaked database cannot be replayed as cookies. A login lasts
 `login_ttl` seconds after its last use (extended at most once a minute, so
 a page that polls does not write on every request), and ends at once on
 logout or on a password change or reset, which end all of the user's logins.
+Expired logins and reset tokens are purged hourly (`purge_loop`).
 
 Each login has its own CSRF token (the synchronizer-token pattern): every
 form carries it and every state-changing request must present it, as a form
@@ -16,12 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from typing import Final
 
+import trio
+
 from ._clock import SYSTEM_CLOCK, Clock
 from .store import Store, WebSession
+
+log = logging.getLogger("gateway.logins")
 
 LOGIN_COOKIE: Final = "gateway_login"
 ANON_CSRF_COOKIE: Final = "gateway_csrf"
@@ -87,3 +93,14 @@ class Logins:
 
     async def end_all(self, user_id: str) -> int:
         return await self._store.delete_user_web_sessions(user_id)
+
+    async def purge_loop(self, interval: float = 3600.0) -> None:
+        """Forget ended logins and dead reset tokens, every `interval` seconds (trio's clock)."""
+        while True:
+            try:
+                removed = await self._store.delete_expired_web_auth(self._clock.now_ms())
+                if removed:
+                    log.info("expired logins and reset tokens purged", extra={"fields": {"count": removed}})
+            except Exception:
+                log.exception("login housekeeping failed")
+            await trio.sleep(interval)

@@ -324,6 +324,8 @@ async def test_another_users_session_is_a_404_page(app):
         assert answer.status_code == 404, path
     page = await stranger.get(f"/dashboard/sessions/{session_id}")
     assert "text/html" in page.headers["Content-Type"] and "Session does not exist" in await page.get_data(True)
+    data = await stranger.get(f"/dashboard/sessions/{session_id}/live")  # what the script polls stays JSON
+    assert (await data.get_json())["error"]["code"] == "SESSION_NOT_FOUND"
     deleted = await post_form(stranger, f"/dashboard/sessions/{session_id}/delete", {"confirm": "Mine"},
                               csrf_from="/dashboard")
     assert deleted.status_code == 404
@@ -356,3 +358,57 @@ async def test_simulate_scan_exists_only_on_the_sim_transport(tmp_path, smtp):
         refused = await post_form(client, f"/dashboard/sessions/{session_id}/simulate-scan", {},
                                   csrf_from="/dashboard")
         assert refused.status_code == 409 and "GATEWAY_TRANSPORT=sim" in await refused.get_data(as_text=True)
+
+
+async def test_expired_logins_and_reset_tokens_are_purged_hourly(tmp_path, mock_clock):
+    import time
+
+    import trio
+    import trio.testing
+
+    from gateway._logins import Logins
+    from gateway.store import PasswordReset
+
+    class Wall:
+        now = 10_000_000
+
+        def now_ms(self) -> int:
+            return self.now
+
+        def monotonic(self) -> float:
+            return trio.current_time()
+
+    store = await open_store(f"sqlite:///{tmp_path}/p.db")
+    try:
+        await store.migrate()
+        user = await Accounts(store).create_user("purge@example.com", PASSWORD)
+        wall = Wall()
+        logins = Logins(store, ttl=600, clock=wall)
+        _, stale = await logins.start(user.id)
+        await store.create_password_reset(PasswordReset(token_hash=b"h" * 32, user_id=user.id, created_at=0,
+                                                        expires_at=wall.now + 1_000))
+        wall.now += 601_000  # past both
+        _, fresh = await logins.start(user.id)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(logins.purge_loop, 3600)
+
+            async def gone(login) -> bool:  # the purge runs on a store thread: give it a moment of real time
+                for _ in range(200):
+                    await trio.testing.wait_all_tasks_blocked()
+                    if await store.get_web_session(login.id_hash, 0) is None:
+                        return True
+                    time.sleep(0.01)
+                return False
+
+            assert await gone(stale)  # removed, not merely expired
+            assert await store.get_web_session(fresh.id_hash, wall.now) is not None
+            assert await store.use_password_reset(b"h" * 32, 0) is None
+            wall.now += 601_000  # the fresh one ends too; it is gone only at the next round, an hour on
+            mock_clock.jump(3599)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await store.get_web_session(fresh.id_hash, 0) is not None
+            mock_clock.jump(1)
+            assert await gone(fresh)
+            nursery.cancel_scope.cancel()
+    finally:
+        await store.aclose()

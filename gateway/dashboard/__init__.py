@@ -20,6 +20,7 @@ from ._token_views import install as _install_tokens
 from ._web import PAGE_HEADERS, GetGateway, page
 
 _PAGE_PREFIXES: Final = ("/dashboard", "/login", "/signup", "/logout", "/forgot", "/reset")
+_DATA_SUFFIXES: Final = (".json", "/live", ".svg")  # what the pages' script fetches: errors stay JSON
 
 
 def install(app: Quart, get_gateway: GetGateway) -> None:
@@ -42,7 +43,7 @@ def install(app: Quart, get_gateway: GetGateway) -> None:
 
 def is_page(path: str) -> bool:
     """Whether an error on this path is answered as a page rather than the JSON envelope."""
-    return path == "/" or (path.startswith(_PAGE_PREFIXES) and not path.endswith(".json")
+    return path == "/" or (path.startswith(_PAGE_PREFIXES) and not path.endswith(_DATA_SUFFIXES)
                            and not path.startswith("/dashboard/static/"))
 
 

@@ -173,20 +173,19 @@ def _install_actions(app: Quart, get_gateway: GetGateway) -> None:
             return shown
         return see_other(_session_url(session_id, done))
 
-    @app.route("/dashboard/sessions/<session_id>/connect", methods=["POST"])
-    @login_required(get_gateway)
-    async def connect(gateway: Gateway, viewer: Viewer, session_id: str) -> Response:
-        return await act(gateway, viewer, session_id, "connect", take=True, run=gateway.control.connect)
+    def control(verb: str, *, take: bool) -> None:
+        """POST .../connect, .../disconnect, .../logout: the session control call of that name."""
 
-    @app.route("/dashboard/sessions/<session_id>/disconnect", methods=["POST"])
-    @login_required(get_gateway)
-    async def disconnect(gateway: Gateway, viewer: Viewer, session_id: str) -> Response:
-        return await act(gateway, viewer, session_id, "disconnect", run=gateway.control.disconnect)
+        @login_required(get_gateway)
+        async def run_control(gateway: Gateway, viewer: Viewer, session_id: str) -> Response:
+            return await act(gateway, viewer, session_id, verb, take=take, run=getattr(gateway.control, verb))
 
-    @app.route("/dashboard/sessions/<session_id>/logout", methods=["POST"])
-    @login_required(get_gateway)
-    async def session_logout(gateway: Gateway, viewer: Viewer, session_id: str) -> Response:
-        return await act(gateway, viewer, session_id, "logout", take=True, run=gateway.control.logout)
+        app.add_url_rule(f"/dashboard/sessions/<session_id>/{verb}", endpoint=f"session_{verb}",
+                         view_func=run_control, methods=["POST"])
+
+    control("connect", take=True)
+    control("disconnect", take=False)
+    control("logout", take=True)  # with no actor anywhere, it starts one here to tell WhatsApp
 
     @app.route("/dashboard/sessions/<session_id>/delete", methods=["POST"])
     @login_required(get_gateway)
