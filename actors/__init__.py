@@ -12,10 +12,10 @@ from ._messages import (
     TextContent, missing_media_tools, missing_tools,
 )
 from ._transport import (
-    ChatPresence, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo, GroupParticipant,
-    LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode, PairingTimeout,
-    GroupNotFound, ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec, Transport, TransportError,
-    TransportEvent, TransportFactory,
+    ChatPresence, ChatState, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo,
+    GroupParticipant, LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode,
+    PairingTimeout, GroupNotFound, ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec,
+    Transport, TransportError, TransportEvent, TransportFactory,
 )
 from .core import (
     ActorHost, ActorPolicy, ActorStatistics, Backoff, Claimed, Command, Connect, CrashWindow, Disconnect,
@@ -25,7 +25,8 @@ from .core import (
 
 __all__ = [
     "GROUP_SERVER", "MEDIA_TOOLS", "USER_SERVER", "missing_media_tools", "missing_tools",
-    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "ChatPresence", "Claimed", "Command", "Connect",
+    "ActorHost", "ActorPolicy", "ActorStatistics", "Backoff", "ChatPresence", "ChatState", "Claimed", "Command",
+    "Connect",
     "ConnectFailed", "Connected", "ContactContent", "ContactInfo", "Content", "CrashWindow", "Disconnect",
     "Disconnected", "EventSendChannel", "GroupInfo", "GroupParticipant", "InvalidTransition", "LocationContent",
     "LoggedOut", "Logout", "MediaContent", "MediaToolMissing", "MessageReceived", "NotConnected", "OnWhatsApp",

@@ -150,10 +150,14 @@ class Presence(TransportEvent, tag="presence", kw_only=True):
     last_seen_ms: int | None = None
 
 
+# What a chat shows while someone is in it: typing, recording a voice note, or neither.
+ChatState = Literal["composing", "recording", "paused"]
+
+
 class ChatPresence(TransportEvent, tag="chat_presence", kw_only=True):
     chat: str
     sender: str
-    state: Literal["composing", "recording", "paused"]
+    state: ChatState
 
 
 AnyEvent = QRCode | PairingCode | Connected | Disconnected | LoggedOut | MessageReceived | Receipt | Presence | ChatPresence
@@ -249,7 +253,15 @@ class Transport(Protocol):
 
     async def subscribe_presence(self, jid: str) -> None: ...
 
-    async def send_typing(self, chat: str, composing: bool) -> None: ...
+    async def send_typing(self, chat: str, composing: bool) -> None:
+        """`send_chat_presence(chat, "composing" if composing else "paused")`."""
+
+    async def send_chat_presence(self, chat: str, state: ChatState) -> None:
+        """Show `state` in `chat` (a user or group JID): typing, recording audio, or paused."""
+
+    async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
+        """Send a read receipt for received messages in `chat`; `sender` is their author
+        (the chat itself in a one-to-one chat, the participant in a group)."""
 
 
 class TransportFactory(Protocol):

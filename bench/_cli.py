@@ -40,6 +40,12 @@ scenarios:
   soak      A steady paced load for a duration, watching the gateway's RSS and
             open file descriptors. Reports their growth slope after warm-up.
             Target: < 5% RSS growth over 10 minutes, no fd growth.
+  queue-list
+            Pages of GET /api/v1/messages?status=&to= over 100,000 stored
+            messages (a fresh SQLite store; --postgres URL adds a fresh
+            schema there), through the app in process and through the store
+            call alone. Needs no simulator (--spawn is ignored). Target: a
+            page in < 50 ms.
 
 target:
   --spawn starts a simulator and a gateway in a temporary directory with
@@ -58,6 +64,7 @@ examples:
   python -m bench sessions --spawn --sessions 10000
   python -m bench webhooks --spawn --rate 200 --duration 15
   python -m bench soak --spawn --rate 300 --duration 600 --warmup 60
+  python -m bench queue-list --postgres postgresql://postgres@127.0.0.1:5432/test
 """
 
 
@@ -123,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--warmup", type=float, default=60.0, help="seconds excluded from the slopes (default 60)")
     soak.add_argument("--baseline-duration", type=float, default=10.0,
                       help="seconds of the bare-ceiling run at the same rate (default 10)")
+    queue = sub.add_parser("queue-list", parents=[common],
+                           help="GET /messages?status=&to= pages over a large stored queue (p50/p99 per query)")
+    queue.add_argument("--messages", type=int, default=100_000, help="messages stored (default 100000)")
+    queue.add_argument("--pages", type=int, default=200, help="pages timed per query kind (default 200)")
+    queue.add_argument("--postgres", metavar="URL", help="also measure a fresh schema on this PostgreSQL server")
     return parser
 
 
@@ -141,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, ui: Ui) -> dict:
+    if args.scenario == "queue-list":  # in process, on stores it fills itself: no simulator, no gateway process
+        from ._queue_list import run_queue_list
+
+        return await run_queue_list(messages=args.messages, pages=args.pages, postgres=args.postgres)
     from ._setup import open_target
 
     async with open_target(spawn=args.spawn, url=args.url, sim_url=args.sim_url, token=args.token,

@@ -33,6 +33,7 @@ from ._lru import LruCache
 from ._mail import Mailer, open_mailer
 from ._outbound import Outbound
 from ._ports import SINGLE_NODE, Ownership, SessionGate
+from ._queue import Queue
 from ._send import Messages
 from ._sessions import Sessions
 from ._transports import open_transport_factory
@@ -64,6 +65,7 @@ class Gateway:
     control: SessionControl
     supervisor: Supervisor
     messages: Messages
+    queue: Queue  # searching, cancelling and rescheduling queued messages
     outbound: Outbound
     rates: RateGuard
     on_whatsapp_cache: LruCache[tuple[str, str], OnWhatsApp]
@@ -152,6 +154,7 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
         sessions=Sessions(store, auth, control, rates, allow_private_urls=config.allow_private_urls, clock=clock),
         bus=bus, control=control, supervisor=supervisor, outbound=outbound, rates=rates,
         messages=Messages(store, gate, rates, composer, queue_ttl=config.queue_ttl, clock=clock),
+        queue=Queue(store, gate, recorder, queue_ttl=config.queue_ttl, clock=clock),
         on_whatsapp_cache=LruCache(ON_WHATSAPP_CACHE_MAX, ttl=config.on_whatsapp_ttl), recorder=recorder,
         dispatcher=dispatcher, nursery=nursery, cluster=cluster)
 

@@ -4,24 +4,35 @@
 with its history and its webhook event in one store call, both stamped with
 one reading of the clock; transport events become gateway events (received
 messages deduplicated, since transports deliver at least once), and receipts
-go to the outbound queue. A node that does not own the session (cluster mode:
-its lease lapsed) reports nothing more of it.
+go to the outbound queue. Each time a session is connected (again), it follows
+the presence of its stored subscriptions anew: WhatsApp forgets them with the
+connection. A node that does not own the session (cluster mode: its lease
+lapsed) reports nothing more of it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgspec
 
-from actors import ChatPresence, Connected, MessageReceived, Presence, QRCode, Receipt, SessionState, TransportEvent
+from actors import (
+    ChatPresence, Connected, MessageReceived, NotConnected, Presence, QRCode, Receipt, SessionState, Transport,
+    TransportError, TransportEvent, is_group_jid, user_jid,
+)
 
 from ._clock import Clock
+from ._event_schemas import (
+    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, message_received_payload, presence_payload,
+)
 from ._events import Collector, EventRecorder, GatewayEvent, make_event
 from ._lru import LruCache
 from ._ports import Ownership
 from .store import SessionRecord, Store
+
+log = logging.getLogger("gateway.host")
 
 RECENT_INBOUND: Final = 50_000  # inbound ids remembered for deduplication, across all sessions
 DOWN_STATES: Final = (SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
@@ -38,11 +49,18 @@ class SessionHost:
         self._on_receipt = on_receipt
         self._clock = clock
         self._recent_inbound: LruCache[tuple[str, str], bool] = LruCache(RECENT_INBOUND)
+        # Sessions that went CONNECTED and whose `session.connected` waits for the transport's Connected
+        # event (the actor reports the state first): only that event knows the number of a first pairing.
+        self._unannounced: set[str] = set()
 
     async def state_changed(self, session_id: str, state: SessionState, reason: str | None) -> None:
         owner, fence = self._ownership.write_fence(session_id)
         if not owner:
             return
+        if state is SessionState.CONNECTED:
+            self._unannounced.add(session_id)
+        else:
+            self._unannounced.discard(session_id)
         changes: dict[str, Any] = {"status": state, "status_reason": reason}
         if state in (SessionState.LOGGED_OUT, SessionState.FAILED):
             changes["connect_on_start"] = False
@@ -57,39 +75,89 @@ class SessionHost:
             return
         at = self._clock.now_ms()
         if isinstance(event, QRCode):
-            await self._recorder.record([make_event("session.qr", session_id, {"qr": event.code}, at=at)], at)
+            qr = payload(SessionQrEvent(qr=event.code))
+            await self._recorder.record([make_event("session.qr", session_id, qr, at=at)], at)
         elif isinstance(event, Connected):
-            if event.phone_number:
-                record = await self._store.get_session(session_id)
-                if record is not None and record.phone_number != event.phone_number:
-                    await self._store.update_session(session_id, {"phone_number": event.phone_number}, at,
-                                                     fence=fence)
+            await self._paired_number(session_id, event, at, fence)
         elif isinstance(event, MessageReceived):
             if not self._recent_inbound.add((session_id, event.message_id), True):
                 return  # a repeat is not a new message
-            await self._recorder.record([make_event("message.received", session_id, camel(event), at=at)], at)
+            quoted_sender = await self._quoted_sender(session_id, event)
+            received = payload(message_received_payload(event, quoted_sender=quoted_sender))
+            await self._recorder.record([make_event("message.received", session_id, received, at=at)], at)
         elif isinstance(event, Presence | ChatPresence):
-            await self._recorder.record([make_event("presence.update", session_id, camel(event), at=at)], at)
+            presence = payload(presence_payload(event))
+            await self._recorder.record([make_event("presence.update", session_id, presence, at=at)], at)
         elif isinstance(event, Receipt):
             await self._on_receipt(session_id, event)
 
+    async def connected(self, session_id: str, transport: Transport) -> None:
+        """The actor's after-connect hook: subscribe again to every contact the session follows."""
+        owner, _ = self._ownership.write_fence(session_id)
+        if not owner:
+            return
+        jids = await self._store.list_presence_subscriptions(session_id)
+        if jids:
+            await follow_presence(transport, jids, session_id=session_id)
+
+    async def _paired_number(self, session_id: str, event: Connected, at: int, fence: Any) -> None:
+        """Persist the paired number and announce `session.connected` with it, in one store call."""
+        announce = session_id in self._unannounced
+        self._unannounced.discard(session_id)
+        changes: dict[str, Any] = {"phone_number": event.phone_number} if event.phone_number else {}
+        if not announce:
+            record = await self._store.get_session(session_id)
+            if not changes or record is None or record.phone_number == event.phone_number:
+                return
+        collect = Collector(lambda record: connected_events(record, at)) if announce else None
+        if await self._store.update_session(session_id, changes, at, events=collect, fence=fence) is not None \
+                and collect is not None:
+            self._recorder.published(collect.events)
+
+    async def _quoted_sender(self, session_id: str, event: MessageReceived) -> str | None:
+        """Who wrote the message a 1:1 reply quotes, when the transport did not say: us or the peer."""
+        quoted = event.data.get("quoted")
+        if not isinstance(quoted, dict) or quoted.get("sender") or event.is_group or is_group_jid(event.chat):
+            return None
+        quoted_id = quoted.get("message_id")
+        if not isinstance(quoted_id, str) or await self._store.find_message_by_wa_id(session_id, quoted_id) is None:
+            return event.chat  # not one the gateway sent: the peer's
+        record = await self._store.get_session(session_id)
+        return user_jid(record.phone_number) if record is not None and record.phone_number else None
+
+
+def payload(data: msgspec.Struct) -> dict[str, Any]:
+    """An event payload Struct as the JSON-ready mapping a `GatewayEvent` carries."""
+    built: dict[str, Any] = msgspec.to_builtins(data)
+    return built
+
+
+def connected_events(record: SessionRecord, at: int) -> list[GatewayEvent]:
+    return [make_event("session.connected", record.id, payload(SessionConnectedEvent(
+        status=SessionState.CONNECTED.value, phone_number=record.phone_number)), at=at)]
+
 
 def state_events(record: SessionRecord, reason: str | None, at: int) -> list[GatewayEvent]:
+    """The event a state change causes; CONNECTED's waits for the transport's Connected (`_paired_number`)."""
     state = record.status
-    if state is SessionState.CONNECTED:
-        return [make_event("session.connected", record.id, {"status": state.value,
-                                                            "phoneNumber": record.phone_number}, at=at)]
     if state in DOWN_STATES:
-        return [make_event("session.disconnected", record.id, {"status": state.value, "reason": reason}, at=at)]
+        return [make_event("session.disconnected", record.id, payload(SessionDisconnectedEvent(
+            status=state.value, reason=reason)), at=at)]
     return []
 
 
-def camel(event: TransportEvent) -> dict[str, Any]:
-    data = msgspec.to_builtins(event)
-    data.pop("event", None)
-    return {_to_camel(k): v for k, v in data.items()}
-
-
-def _to_camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+async def follow_presence(transport: Transport, jids: list[str], *, session_id: str, strict: bool = False) -> None:
+    """Become available, then subscribe to each JID's presence: WhatsApp sends presence only to an
+    account that is itself available. One refused JID does not stop the others (unless `strict`);
+    a lost connection does."""
+    await transport.send_presence(True)
+    for jid in jids:
+        try:
+            await transport.subscribe_presence(jid)
+        except NotConnected:
+            raise
+        except TransportError as exc:
+            if strict:
+                raise
+            log.warning("presence subscription refused", extra={"fields": {
+                "session": session_id, "jid": jid, "error": exc.reason}})

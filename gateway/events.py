@@ -1,8 +1,12 @@
-"""Event names the gateway emits (webhooks and the live stream)."""
+"""Event names the gateway emits (webhooks and the live stream), and each one's payload schema."""
 
 from __future__ import annotations
 
 from typing import Final
+
+from ._event_schemas import EVENT_PAYLOADS, EventPayload, MessageData, Quoted
+
+__all__ = ["EVENT_PAYLOADS", "EVENT_TYPES", "EventPayload", "MessageData", "Quoted"]
 
 EVENT_TYPES: Final[tuple[str, ...]] = (
     "message.received",

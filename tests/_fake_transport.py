@@ -38,6 +38,10 @@ class FakeTransport:
     sent_at: list[float] = field(default_factory=list)
     typing: list[str] = field(default_factory=list)
     send_error: str | None = None
+    # presence and chat actions, in call order: ("presence", True), ("subscribe", jid),
+    # ("chat_presence", chat, state), ("read", chat, ids, sender)
+    actions: list[tuple[object, ...]] = field(default_factory=list)
+    action_error: Exception | None = None  # raised by the next presence/chat action, once
 
     async def run(self, events, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.runs.append(trio.current_time())
@@ -112,6 +116,26 @@ class FakeTransport:
 
     async def send_typing(self, chat: str, composing: bool) -> None:
         self.typing.append(chat)
+
+    def _act(self, *action: object) -> None:
+        if not self.connected:
+            raise NotConnected()
+        error, self.action_error = self.action_error, None
+        if error is not None:
+            raise error
+        self.actions.append(action)
+
+    async def send_presence(self, available: bool) -> None:
+        self._act("presence", available)
+
+    async def subscribe_presence(self, jid: str) -> None:
+        self._act("subscribe", jid)
+
+    async def send_chat_presence(self, chat: str, state: str) -> None:
+        self._act("chat_presence", chat, state)
+
+    async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
+        self._act("read", chat, list(message_ids), sender)
 
 
 class FakeFactory:

@@ -68,6 +68,8 @@ def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
         for item in body.get("messages") or []:
             if isinstance(item, dict):
                 _fix_message(item)
+    elif case.method.upper() == "PATCH" and case.path == "/api/v1/messages/{message_id}":
+        _fix_message(body)  # a reschedule's sendAt keeps the same rule as a send's
     if case.method.upper() == "PUT" and case.path_parameters.get("session_id") == PROTECTED:
         body.pop("sendLimit", None)  # a slow limit on the session every send uses would starve the run
     if isinstance(body.get("webhookUrl"), str):

@@ -16,7 +16,8 @@ from actors import SessionState
 from gateway._security import new_id
 from gateway.store import (
     StatusEntry,
-    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, PasswordReset, SessionRecord, Store,
+    ApiToken, ContactRecord, IdempotencyRecord, MessageRecord, MessageStatus, PasswordReset, QueueDepth, SessionRecord,
+    Store,
     StoreConflict, User, WebSession,
 )
 
@@ -320,6 +321,106 @@ class MessageContract:
         rest = await store.list_messages(s.id, before=first[-1].id, limit=3)
         assert [m.id for m in rest] == newest[3:]
         assert await store.list_messages("no-such-session", before=None, limit=3) == []
+
+    async def test_list_messages_filters_by_status_recipient_and_time(self, store: Store):
+        s, other = await self._session(store), await self._session(store)
+        alice, bob = "1555@s.whatsapp.net", "1666@s.whatsapp.net"
+        made = [a_message(s, to_jid=alice if i % 2 else bob, created_at=1_000 + i) for i in range(8)]
+        await store.create_messages([*made, a_message(other, to_jid=alice)])
+        sending = await store.claim_next_message(s.id, now=2_000)  # made[0], to bob
+        assert sending.id == made[0].id
+
+        async def ids(**kw):
+            return [m.id for m in await store.list_messages(s.id, before=None, limit=100, **kw)]
+
+        newest = [m.id for m in reversed(made)]
+        assert await ids() == newest
+        assert await ids(to_jid=alice) == [m.id for m in reversed(made) if m.to_jid == alice]
+        assert await ids(status=MessageStatus.SENDING) == [made[0].id]
+        assert await ids(status=MessageStatus.QUEUED, to_jid=bob) == [m.id for m in reversed(made[2::2])]
+        assert await ids(since=1_003, until=1_006) == [made[5].id, made[4].id, made[3].id]
+        assert await ids(to_jid=alice, since=1_003, until=1_006) == [made[5].id, made[3].id]
+        assert await ids(status=MessageStatus.CANCELLED) == []
+        page = await store.list_messages(s.id, before=made[5].id, limit=2, to_jid=alice)
+        assert [m.id for m in page] == [made[3].id, made[1].id]
+        assert await store.list_messages(s.id, before=None, limit=3) == list(reversed(made))[:3]  # unfiltered as before
+
+    async def test_cancel_moves_only_a_queued_message_and_records_it(self, store: Store):
+        s = await self._session(store)
+        claimed, queued, scheduled = a_message(s), a_message(s), a_message(s, send_at=50_000, expires_at=99_000)
+        await store.create_messages([claimed, queued, scheduled])
+        assert (await store.claim_next_message(s.id, now=2_000)).id == claimed.id
+        got = await store.cancel_message(queued.id, 3_000, reason="by test")
+        assert (got.id, got.status, got.status_reason, got.updated_at) == (queued.id, MessageStatus.CANCELLED,
+                                                                          "by test", 3_000)
+        assert await store.get_message_history(queued.id) == [StatusEntry(MessageStatus.QUEUED, 1_000, None),
+                                                                StatusEntry(MessageStatus.CANCELLED, 3_000, "by test")]
+        assert (await store.cancel_message(scheduled.id, 3_000, reason="x")).status is MessageStatus.CANCELLED
+        assert await store.cancel_message(queued.id, 4_000, reason="again") is None  # already cancelled
+        assert await store.cancel_message(claimed.id, 4_000, reason="late") is None  # already sending
+        assert (await store.get_message(claimed.id)).status is MessageStatus.SENDING
+        assert await store.cancel_message("no-such-message", 4_000, reason="x") is None
+        assert await store.claim_next_message(s.id, now=60_000) is None  # cancelled ones are never claimed
+        assert await store.next_scheduled_at(s.id) is None
+        assert await store.expire_messages(now=99_000) == []  # nor expired
+        assert await store.requeue_interrupted([s.id], 5_000) == 1  # only the claimed one
+        assert (await store.get_message(queued.id)).status is MessageStatus.CANCELLED
+
+    async def test_cancel_writes_its_event_in_the_same_change(self, store: Store):
+        from gateway._events import make_event
+
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s = a_session(user.id, webhook_url="https://hooks.example/x", webhook_events=["message.status"])
+        await store.create_session(s)
+        one, two, three = a_message(s), a_message(s), a_message(s, send_at=9_000)
+        await store.create_messages([one, two, three])
+
+        def events(r):
+            return [make_event("message.status", r.session_id, {"messageId": r.id, "status": r.status.value}, at=3)]
+
+        await store.cancel_message(one.id, 3_000, reason="one", events=events)
+        assert await store.cancel_queued_messages(s.id, 4_000, reason="all", events=events) == 2
+        assert await store.cancel_queued_messages(s.id, 5_000, reason="all", events=events) == 0
+        listed = await store.list_deliveries(s.id, status=None, before=None, limit=10)
+        assert len(listed) == 3
+        for m in (two, three):
+            assert (await store.get_message(m.id)).status_reason == "all"
+            assert (await store.get_message_history(m.id))[-1] == StatusEntry(MessageStatus.CANCELLED, 4_000, "all")
+
+    async def test_cancel_all_touches_only_this_sessions_queued_messages(self, store: Store):
+        s, other = await self._session(store), await self._session(store)
+        claimed, rest = a_message(s), [a_message(s), a_message(s, send_at=7_000)]
+        theirs = a_message(other)
+        await store.create_messages([claimed, *rest, theirs])
+        await store.claim_next_message(s.id, now=2_000)
+        assert await store.cancel_queued_messages(s.id, 3_000, reason="all") == 2
+        assert (await store.get_message(claimed.id)).status is MessageStatus.SENDING
+        assert (await store.get_message(theirs.id)).status is MessageStatus.QUEUED
+        assert await store.count_messages(s.id, MessageStatus.CANCELLED) == 2
+
+    async def test_reschedule_moves_a_queued_scheduled_message_only(self, store: Store):
+        s = await self._session(store)
+        scheduled, ready = a_message(s, send_at=50_000, expires_at=90_000), a_message(s)
+        await store.create_messages([scheduled, ready])
+        moved = await store.reschedule_message(scheduled.id, 30_000, 70_000, 2_000)
+        assert (moved.send_at, moved.expires_at, moved.updated_at, moved.status) == (30_000, 70_000, 2_000,
+                                                                                     MessageStatus.QUEUED)
+        assert await store.next_scheduled_at(s.id) == 30_000
+        assert await store.reschedule_message(ready.id, 30_000, 70_000, 2_000) is None  # not scheduled
+        assert (await store.claim_next_message(s.id, now=2_500)).id == ready.id
+        assert (await store.claim_next_message(s.id, now=30_000)).id == scheduled.id
+        assert await store.reschedule_message(scheduled.id, 40_000, 80_000, 31_000) is None  # claimed
+        assert (await store.get_message(scheduled.id)).send_at == 30_000
+
+    async def test_session_queue_depths_in_one_query(self, store: Store):
+        s, other, empty = await self._session(store), await self._session(store), await self._session(store)
+        await store.create_messages([a_message(s), a_message(s, send_at=5_000), a_message(s, send_at=9_000),
+                                     a_message(s), a_message(other)])
+        await store.claim_next_message(s.id, now=2_000)
+        depths = await store.session_queue_depths([s.id, other.id, empty.id, s.id], now=6_000)
+        assert depths == {s.id: QueueDepth(3, 1), other.id: QueueDepth(1, 0), empty.id: QueueDepth(0, 0)}
+        assert await store.session_queue_depths([], now=6_000) == {}
 
     async def test_queue_depths_count_queued_and_sending_messages(self, store: Store):
         before = await store.queue_depths()

@@ -25,6 +25,27 @@ async def test_openapi_is_valid_3_1_and_covers_every_route(client):
             "INTERNAL_ERROR", "PAYLOAD_TOO_LARGE", "NOT_FOUND", "METHOD_NOT_ALLOWED"} <= codes
 
 
+async def test_every_event_has_a_schema_and_a_webhooks_entry(client):
+    from openapi_spec_validator import validate
+
+    from gateway.events import EVENT_PAYLOADS, EVENT_TYPES
+
+    doc = await (await client.get("/api/v1/openapi.json")).get_json()
+    validate(doc)
+    schemas = doc["components"]["schemas"]
+    for name in EVENT_TYPES:
+        schema_name = EVENT_PAYLOADS[name].__name__
+        assert schema_name in schemas and schema_name.endswith("Event"), name
+        post = doc["webhooks"][name]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        assert body["properties"]["event"] == {"const": name}
+        assert body["properties"]["data"] == {"$ref": f"#/components/schemas/{schema_name}"}
+        assert {p["name"] for p in post["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    received = schemas["MessageReceivedEvent"]["properties"]
+    assert "senderPhone" in received and "quoted" in schemas["MessageData"]["properties"]
+    assert schemas["SessionConnectedEvent"]["required"] == ["status", "phoneNumber"]
+
+
 async def test_docs_page_works_offline(client):
     r = await client.get("/docs")
     html = (await r.get_data()).decode()

@@ -18,6 +18,7 @@ from gateway.app import running_gateway
 from ._fake_transport import FakeFactory
 from .conftest import make_account
 from .test_api_sessions import BASE, bearer, create, error_of
+from .test_event_schemas import validate_event
 
 
 class Receiver:
@@ -113,6 +114,8 @@ async def test_events_arrive_signed_filtered_and_listed(tmp_path):
         assert [e["event"] for e in events] == ["session.connected", "message.sent"]
         assert all(e["sessionId"] == s["id"] and e["timestamp"].endswith("Z") for e in events)
         assert events[1]["data"]["messageId"] == mid and events[1]["data"]["status"] == "sent"
+        for e in events:  # each signed body as received is its documented envelope and payload
+            validate_event(e["event"], e["data"], envelope=e)
         assert "session.qr" not in [e["event"] for e in events]  # filtered out
         with pytest.raises(Exception):
             verify("whsec_" + base64.b64encode(b"x" * 32).decode(), *rx.calls[0])

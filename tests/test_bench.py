@@ -126,6 +126,21 @@ def test_soak(tmp_path):
 # -- the pieces, without processes -------------------------------------------------
 
 
+def test_queue_list(tmp_path):
+    out = tmp_path / "out"  # in process, no gateway process to plot RSS of: not through `bench()`
+    run = subprocess.run([sys.executable, "-m", "bench", "queue-list", "--messages", "2000", "--pages", "3",
+                          "--quiet", "--out", str(out)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    r = json.loads((out / "queue-list.json").read_text())
+    assert r["scenario"] == "queue-list" and r["command"].startswith("python -m bench queue-list")
+    kinds = r["stores"]["sqlite"]["kinds"]
+    assert set(kinds) >= {"all", "status=queued", "to", "status=queued&to"}
+    for k in kinds.values():
+        assert k["http_ms"]["count"] == 3 and k["http_ms"]["p99_ms"] > 0 and k["store_ms"]["p50_ms"] > 0
+    assert kinds["all"]["items_seen"] == 150 and r["parameters"]["messages"] == 2000
+
+
 def test_latency_summary_and_series():
     lat = np.concatenate([np.full(990, 0.001), np.full(9, 0.010), [1.0]])
     s = latency_summary(lat)

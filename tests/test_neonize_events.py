@@ -6,6 +6,7 @@ pytest-timeout bounds them.
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 pb = pytest.importorskip("neonize.proto.Neonize_pb2")
@@ -17,6 +18,9 @@ from actors import (  # noqa: E402
     ChatPresence, MessageReceived, NotConnected, Presence, Receipt, RecipientError, TransportError,
 )
 from actors.neonize import _events as conv  # noqa: E402
+from gateway._event_schemas import message_received_payload  # noqa: E402
+
+from .test_event_schemas import public  # noqa: E402
 
 
 def jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> pb.JID:
@@ -99,8 +103,38 @@ def test_extended_text_carries_quote_and_mentions():
                        chat=jid("15551234567"), sender=jid("15551234567"))
     m = conv.message_received(roundtrip(ev))
     assert m is not None and m.type == "text" and m.text == "hi @15550000002"
-    assert m.data == {"quoted_message_id": "QUOTED1", "quoted_sender": "15550000001@s.whatsapp.net",
+    assert m.data == {"quoted": {"message_id": "QUOTED1", "chat": "15551234567@s.whatsapp.net",
+                                 "sender": "15550000001@s.whatsapp.net", "text": None},
                       "mentions": ["15550000002@s.whatsapp.net"]}
+    public = message_received_payload(m)
+    assert public.data.quoted is not None and public.data.quoted.sender == "15550000001@s.whatsapp.net"
+
+
+def test_a_quote_carries_its_text_and_a_missing_participant_is_left_to_the_gateway():
+    """In a 1:1 chat WhatsApp may leave `participant` empty: the author is us or the peer, which only the
+    gateway can tell (it knows which ids it sent); the transport reports None and the quoted text."""
+    ctx = e2e.ContextInfo(stanzaID="QUOTED2", quotedMessage=e2e.Message(conversation="the original"))
+    ev = message_event(e2e.Message(extendedTextMessage=e2e.ExtendedTextMessage(text="yes", contextInfo=ctx)),
+                       chat=jid("15551234567"), sender=jid("15551234567"))
+    m = conv.message_received(roundtrip(ev))
+    assert m is not None and m.data["quoted"] == {"message_id": "QUOTED2", "chat": "15551234567@s.whatsapp.net",
+                                                  "sender": None, "text": "the original"}
+    public = message_received_payload(m, quoted_sender="15550000009@s.whatsapp.net")
+    assert msgspec.to_builtins(public)["data"]["quoted"] == {
+        "messageId": "QUOTED2", "chat": "15551234567@s.whatsapp.net", "sender": "15550000009@s.whatsapp.net",
+        "text": "the original"}
+
+
+def test_a_quote_in_a_group_names_its_author_and_an_image_reply_quotes_too():
+    ctx = e2e.ContextInfo(stanzaID="Q3", participant="15550000003@s.whatsapp.net",
+                          quotedMessage=e2e.Message(imageMessage=e2e.ImageMessage(caption="that pic")))
+    img = e2e.ImageMessage(caption="this one", mimetype="image/jpeg", contextInfo=ctx)
+    ev = message_event(e2e.Message(imageMessage=img), chat=jid("120363001", "g.us"), sender=jid("15550000004"),
+                       group=True)
+    m = conv.message_received(roundtrip(ev))
+    assert m is not None and m.data["quoted"] == {"message_id": "Q3", "chat": "120363001@g.us",
+                                                  "sender": "15550000003@s.whatsapp.net", "text": "that pic"}
+    assert public(m)["data"]["quoted"]["sender"] == "15550000003@s.whatsapp.net"
 
 
 def test_image_caption_in_a_group_with_a_lid_sender_uses_sender_alt_for_the_phone():
@@ -129,7 +163,7 @@ def test_lid_sender_without_phone_keeps_the_lid():
      "audio", None, {"ptt": True, "seconds": 3}),
     (e2e.Message(documentMessage=e2e.DocumentMessage(caption="cv", fileName="cv.pdf",
                                                      mimetype="application/pdf")),
-     "document", "cv", {"file_name": "cv.pdf", "mimetype": "application/pdf"}),
+     "document", "cv", {"filename": "cv.pdf", "mimetype": "application/pdf"}),
     (e2e.Message(stickerMessage=e2e.StickerMessage(mimetype="image/webp", isAnimated=True)),
      "sticker", None, {"is_animated": True}),
     (e2e.Message(locationMessage=e2e.LocationMessage(degreesLatitude=52.5, degreesLongitude=13.4, name="Mitte")),
@@ -151,6 +185,7 @@ def test_message_types(msg, kind, text, fields):
     m = conv.message_received(roundtrip(message_event(msg, chat=jid("15551234567"), sender=jid("15551234567"))))
     assert m is not None and m.type == kind and m.text == text
     assert fields.items() <= m.data.items()
+    assert public(m)["type"] == kind  # the gateway's payload of it: camelCase at every depth, as documented
 
 
 def test_wrapped_view_once_is_unwrapped():

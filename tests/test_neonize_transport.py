@@ -36,7 +36,7 @@ from neonize.utils.enum import ChatPresence, ChatPresenceMedia, MediaType, Parti
 from actors import (  # noqa: E402
     ChatPresence as ChatPresenceEvent, ConnectFailed, Connected, Disconnected, GroupNotFound, LoggedOut, MediaContent,
     MessageReceived, NotConnected, OutboundMessage, PairingTimeout, Presence as PresenceEvent, QRCode, Receipt,
-    RecipientError, SendResult, SessionSpec, TextContent,
+    RecipientError, SendResult, SessionSpec, TextContent, TransportError,
 )
 from actors.neonize import NeonizeTransport, NeonizeTransportFactory, RWLock  # noqa: E402
 from actors.neonize import _transport as _neonize  # noqa: E402
@@ -571,3 +571,81 @@ async def test_many_sessions_connecting_and_stopping_at_once_do_not_abort(tmp_pa
     counts = json.loads(done.stdout.decode().strip().splitlines()[-1])
     assert counts["connect_failed"] + counts["returned"] == sessions * rounds
     assert counts["not_connected"] == sessions * rounds
+
+
+# -- chat presence and read receipts ----------------------------------------------------
+
+@pytest.mark.parametrize(("state", "go_state", "media"), [
+    ("composing", ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+    ("recording", ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO),
+    ("paused", ChatPresence.CHAT_PRESENCE_PAUSED, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+])
+async def test_chat_states_are_built_as_whatsmeow_wants(state, go_state, media):
+    with trio.fail_after(10):
+        fake = FakeClient()
+        async with trio.open_nursery() as nursery:
+            t, recv, runner = await connected_transport(nursery, fake)
+            await t.send_chat_presence("120363001@g.us", state)
+            await t.disconnect()
+        [(chat, sent_state, sent_media)] = [args for name, args in fake.calls if name == "send_chat_presence"]
+        assert (chat.User, chat.Server) == ("120363001", "g.us")
+        assert sent_state is go_state and sent_media is media
+
+
+def _recording_mark_read(fake: FakeClient, error: BaseException | None = None) -> None:
+    def mark_read(*message_ids: str, **kw: Any) -> None:
+        fake.calls.append(("mark_read", (message_ids, kw)))
+        if error is not None:
+            raise error
+    fake.mark_read = mark_read  # type: ignore[attr-defined]  # neonize's keyword-only signature
+
+
+async def test_mark_read_sends_a_read_receipt_for_the_author():
+    from neonize.utils.enum import ReceiptType
+
+    with trio.fail_after(10):
+        fake = FakeClient()
+        _recording_mark_read(fake)
+        async with trio.open_nursery() as nursery:
+            t, recv, runner = await connected_transport(nursery, fake)
+            await t.mark_read("120363001@g.us", ["3EB0A", "3EB0B"], "15552223333@s.whatsapp.net")
+            await t.mark_read("15552223333@s.whatsapp.net", [], "15552223333@s.whatsapp.net")  # nothing to send
+            await t.disconnect()
+        [(ids, kw)] = [args for name, args in fake.calls if name == "mark_read"]
+        assert ids == ("3EB0A", "3EB0B") and kw["receipt"] is ReceiptType.READ
+        assert (kw["chat"].User, kw["chat"].Server) == ("120363001", "g.us")
+        assert (kw["sender"].User, kw["sender"].Server) == ("15552223333", "s.whatsapp.net")
+
+
+@pytest.mark.parametrize(("go_text", "cls"), [
+    ("websocket not connected", NotConnected),
+    ("info query returned status 404: item-not-found", RecipientError),
+    ("failed to send receipt: timed out", TransportError),
+])
+async def test_mark_read_and_chat_presence_errors_are_mapped(go_text, cls):
+    from neonize.exc import MarkReadError, SendPresenceError
+
+    with trio.fail_after(10):
+        fake = FakeClient()
+        _recording_mark_read(fake, MarkReadError(go_text))
+        fake.fail["send_chat_presence"] = SendPresenceError(go_text)
+        async with trio.open_nursery() as nursery:
+            t, recv, runner = await connected_transport(nursery, fake)
+            with pytest.raises(cls) as exc:
+                await t.mark_read("15552223333@s.whatsapp.net", ["3EB0A"], "15552223333@s.whatsapp.net")
+            assert exc.value.reason == go_text
+            with pytest.raises(cls):
+                await t.send_chat_presence("15552223333@s.whatsapp.net", "recording")
+            await t.disconnect()
+
+
+async def test_mark_read_and_chat_presence_never_reach_go_unconnected():
+    with trio.fail_after(10):
+        fake = FakeClient()
+        _recording_mark_read(fake)
+        t = make(fake)
+        with pytest.raises(NotConnected):
+            await t.mark_read("15552223333@s.whatsapp.net", ["3EB0A"], "15552223333@s.whatsapp.net")
+        with pytest.raises(NotConnected):
+            await t.send_chat_presence("15552223333@s.whatsapp.net", "composing")
+        assert fake.calls == []

@@ -23,6 +23,7 @@ from bench.simulator import SimControlError, open_sim_control
 
 from ._procs import free_port
 from ._sim_fixtures import sim_world, simulator, spec, start, start_connected, wait_until
+from .test_event_schemas import public
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
 JA, JB, JC = "15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"
@@ -147,12 +148,15 @@ async def test_two_sessions_exchange_every_content_type_with_receipts(tmp_path):
             assert by_name["document"].data["filename"] == "report.pdf"
             assert by_name["location"].data == {"latitude": 37.7749, "longitude": -122.4194,
                                                  "name": "San Francisco", "address": "CA"}
-            assert by_name["contact"].type == "contact" and by_name["contact"].data["phone_number"] == "+1234567890"
+            assert by_name["contact"].type == "contact" and by_name["contact"].data["phone_numbers"] == ["+1234567890"]
+            assert by_name["contact"].data["display_name"] == "John Doe"
             assert "waid=1234567890" in by_name["contact"].data["vcard"]
             assert by_name["poll"].data["options"] == ["pizza", "sushi"] and by_name["poll"].text == "Lunch?"
             assert by_name["quoted"].data["quoted"]["message_id"] == "3EB0ABC"
             assert by_name["viewOnce"].data["view_once"] is True and by_name["viewOnce"].type == "image"
             assert by_name["mentions"].data["mentions"] == [JB]
+            for event in got.values():  # what the gateway makes of each: camelCase at every depth, as documented
+                public(event)
             # the sender sees delivered, then read, for every message
             seen: dict[str, list[str]] = {r.message_id: [] for r in sent.values()}
             while any(len(kinds) < 2 for kinds in seen.values()):
@@ -238,6 +242,7 @@ async def test_presence_typing_and_contacts(tmp_path):
         async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
             a, _ = await start_connected(nursery, factory.create(spec("a", A)))
             b, _ = await start_connected(nursery, factory.create(spec("b", B)))
+            await b.transport.send_presence(True)  # WhatsApp sends presence only to an available account
             await b.transport.subscribe_presence(JA)
             assert (await b.expect(Presence)).available is False  # the current state, at once
             await a.transport.send_presence(True)
@@ -260,6 +265,64 @@ async def test_presence_typing_and_contacts(tmp_path):
             assert set(contacts) == {JB, JC}
             assert contacts[JC].full_name == "Carol Work" and contacts[JC].push_name == "Carol"
             assert [c.jid for c in await b.transport.get_contacts()] == [JA]
+
+
+async def test_presence_needs_availability_and_lasts_one_connection(tmp_path):
+    with trio.fail_after(10):
+        async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
+            a, _ = await start_connected(nursery, factory.create(spec("a", A)))
+            b, _ = await start_connected(nursery, factory.create(spec("b", B)))
+            await b.transport.subscribe_presence(JA)  # b is not available: nothing comes
+            await a.transport.send_presence(True)
+            await b.transport.send_presence(True)
+            await a.transport.send_presence(False)
+            assert (await b.expect(Presence)).available is False  # only the update sent while b was available
+            assert [e for e in b.events if isinstance(e, Presence)] == [b.events[-1]]
+            # b's going offline reaches a subscriber as unavailable
+            await a.transport.send_presence(True)
+            await a.transport.subscribe_presence(JB)
+            assert (await a.expect(Presence)) == Presence(jid=JB, available=True)
+            await control.drop("b")
+            assert isinstance(await b.ended(), ConnectFailed)
+            gone = await a.expect(Presence)
+            assert (gone.jid, gone.available) == (JB, False) and gone.last_seen_ms
+            # a reconnected device follows nothing until it subscribes again
+            b2, _ = await start_connected(nursery, b.transport)
+            await b2.transport.send_presence(True)
+            assert await a.expect(Presence, jid=JB, available=True)
+            await a.transport.send_presence(False)
+            await a.transport.send_presence(True)
+            await b2.transport.subscribe_presence(JA)
+            now = await b2.expect(Presence)
+            assert (now.jid, now.available) == (JA, True)  # the current state only
+            assert len([e for e in b2.events if isinstance(e, Presence)]) == 1
+
+
+async def test_recording_and_read_receipts_by_the_reader(tmp_path):
+    with trio.fail_after(10):
+        async with sim_world(str(tmp_path), autopair=0, receipt_delay=0.02) as (sim, factory, control, nursery):
+            await control.set_auto_read(False)
+            a, _ = await start_connected(nursery, factory.create(spec("a", A)))
+            b, _ = await start_connected(nursery, factory.create(spec("b", B)))
+            await a.transport.send_chat_presence(JB, "recording")
+            assert await b.expect(ChatPresence) == ChatPresence(chat=JA, sender=JA, state="recording")
+            sent = await a.transport.send(OutboundMessage(to=JB, content=TextContent(body="read me")))
+            assert (await b.expect(MessageReceived)).message_id == sent.message_id
+            assert (await a.expect(Receipt, type="delivered")).message_ids == [sent.message_id]
+            await trio.sleep(0.1)  # no read by itself with auto-read off
+            assert not [e for e in a.events if isinstance(e, Receipt) and e.type == "read"]
+            await b.transport.mark_read(JA, [sent.message_id, "3EB0UNKNOWN"], JA)
+            read = await a.expect(Receipt, type="read")
+            assert (read.message_ids, read.chat, read.sender) == ([sent.message_id], JB, None)
+            # in a group, the receipt names the reader
+            group = await a.transport.create_group("Team", [JB])
+            in_group = await a.transport.send(OutboundMessage(to=group.jid, content=TextContent(body="all")))
+            await b.expect(MessageReceived, message_id=in_group.message_id)
+            await b.transport.mark_read(group.jid, [in_group.message_id], JA)
+            read = await a.expect(Receipt, type="read")
+            assert (read.message_ids, read.chat, read.sender) == ([in_group.message_id], group.jid, JB)
+            with pytest.raises(GroupNotFound):
+                await b.transport.mark_read("120363000000000000@g.us", ["x"], JA)
 
 
 async def test_open_world_a_never_seen_number_is_on_whatsapp_and_reads(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -46,6 +47,12 @@ class ActorHost(Protocol):
 
     async def transport_event(self, session_id: str, event: TransportEvent) -> None:
         """Everything else the transport reported (QR, messages, receipts, presence, ...)."""
+
+    # Optional: a host may also define
+    #     async def connected(self, session_id: str, transport: Transport) -> None
+    # which the actor runs in a task of its own each time the session becomes CONNECTED (again
+    # after every reconnect), to restore what WhatsApp forgets with a connection (presence
+    # subscriptions). It runs beside the event pump, so it may call the transport freely.
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,9 @@ class SessionActor:
             await self._set_state(SessionState.CONNECTED, None)
             self.qr_changed.set()
             self.qr_changed = trio.Event()
+            hook = getattr(self._host, "connected", None)
+            if hook is not None and self._nursery is not None:
+                self._nursery.start_soon(self._after_connect, hook)
         elif isinstance(event, Disconnected):
             await self._set_state(SessionState.DISCONNECTED, event.reason)
         elif isinstance(event, LoggedOut):
@@ -302,6 +312,13 @@ class SessionActor:
             self._ever_connected = False
             await self._set_state(SessionState.LOGGED_OUT, event.reason)
         await self._host.transport_event(self.session_id, event)
+
+    async def _after_connect(self, hook: Callable[[str, Transport], Awaitable[None]]) -> None:
+        try:
+            await hook(self.session_id, self.transport)
+        except Exception:
+            # Best effort: a connection that dropped again meanwhile gets its own run of the hook.
+            log.exception("after-connect hook failed", extra={"fields": {"session": self.session_id}})
 
     async def _set_state(self, state: SessionState, reason: str | None) -> None:
         async with self._state_lock:

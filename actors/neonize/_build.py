@@ -31,7 +31,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
     AudioMessage, ContactMessage, ContextInfo, DocumentMessage, ExtendedTextMessage, ImageMessage, LocationMessage,
     Message, PollCreationMessage, StickerMessage, VideoMessage,
 )
-from neonize.utils.enum import MediaType
+from neonize.utils.enum import ChatPresence, ChatPresenceMedia, MediaType
 from PIL import Image, UnidentifiedImageError
 
 from .._jid import is_group_jid
@@ -39,7 +39,7 @@ from .._messages import (
     MEDIA_TOOLS, ContactContent, LocationContent, MediaContent, OutboundMessage, PollContent, TextContent,
     missing_tools,
 )
-from .._transport import MediaToolMissing, TransportError
+from .._transport import ChatState, MediaToolMissing, TransportError
 
 Upload = Callable[[bytes, MediaType], UploadResponse]
 
@@ -274,3 +274,21 @@ def _ffmpeg_convert(data: bytes, args: list[str], suffix: str) -> bytes:
                 return f.read()
         except OSError as exc:
             raise TransportError(f"ffmpeg wrote no output: {exc}") from exc
+
+
+# -- chat presence ---------------------------------------------------------------
+
+_CHAT_PRESENCE: Final = {
+    # whatsmeow's SendChatPresence(jid, state, media): recording is "composing" with audio media
+    "composing": (ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+    "recording": (ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO),
+    "paused": (ChatPresence.CHAT_PRESENCE_PAUSED, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT),
+}
+
+
+def chat_presence(state: ChatState) -> tuple[ChatPresence, ChatPresenceMedia]:
+    """The (state, media) pair `send_chat_presence` takes for one of our chat states."""
+    try:
+        return _CHAT_PRESENCE[state]
+    except KeyError:
+        raise TransportError(f"unknown chat state {state!r}") from None

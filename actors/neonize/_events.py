@@ -109,7 +109,7 @@ def _content(msg: Any) -> tuple[str, Any, str | None, dict[str, object]]:
                                   "file_length": m.fileLength}
     if msg.HasField("documentMessage"):
         m = msg.documentMessage
-        return "document", m, m.caption or None, {"mimetype": m.mimetype, "file_name": m.fileName,
+        return "document", m, m.caption or None, {"mimetype": m.mimetype, "filename": m.fileName,
                                                   "title": m.title, "file_length": m.fileLength,
                                                   "page_count": m.pageCount}
     if msg.HasField("stickerMessage"):
@@ -146,6 +146,16 @@ def _contact_data(m: Any) -> dict[str, object]:
             "phone_numbers": ["+" + d for d in _WAID.findall(m.vcard)]}
 
 
+def _quoted(ctx: Any, chat: str) -> dict[str, object]:
+    """The message a reply quotes. `participant` names its author; when WhatsApp left it empty, the
+    gateway resolves a 1:1 chat's quote (its author is us or the peer, and the gateway knows what it sent)."""
+    quoted_text = None
+    if ctx.HasField("quotedMessage"):
+        _, _, quoted_text, _ = _content(_unwrap(ctx.quotedMessage))
+    return {"message_id": ctx.stanzaID, "chat": ctx.remoteJID or chat, "sender": ctx.participant or None,
+            "text": quoted_text}
+
+
 def message_received(ev: pb.Message) -> MessageReceived | None:
     """A `MessageEv` as a transport event; None for plumbing (protocol messages, key distribution)."""
     info = ev.Info
@@ -172,9 +182,7 @@ def message_received(ev: pb.Message) -> MessageReceived | None:
     if carrier is not None and carrier.HasField("contextInfo"):
         ctx = carrier.contextInfo
         if ctx.stanzaID:
-            data["quoted_message_id"] = ctx.stanzaID
-            if ctx.participant:
-                data["quoted_sender"] = ctx.participant
+            data["quoted"] = _quoted(ctx, chat)
         if ctx.mentionedJID:
             data["mentions"] = list(ctx.mentionedJID)
     if ev.IsViewOnce:

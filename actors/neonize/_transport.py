@@ -60,8 +60,8 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, NotConnected, OnWhatsApp, PairingTimeout,
-    ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
+    ChatState, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, NotConnected, OnWhatsApp,
+    PairingTimeout, ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
 )
 from ._attempt import Attempt, nz
 from ._callbacks import GoCallbacks
@@ -342,10 +342,20 @@ class NeonizeTransport(GoCallbacks):
         await self._call(self._client.subscribe_presence, nz().conv.parse_jid(jid))
 
     async def send_typing(self, chat: str, composing: bool) -> None:
-        enum = nz().enum
-        state = enum.ChatPresence.CHAT_PRESENCE_COMPOSING if composing else enum.ChatPresence.CHAT_PRESENCE_PAUSED
-        await self._call(self._client.send_chat_presence, nz().conv.parse_jid(chat), state,
-                         enum.ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+        await self.send_chat_presence(chat, "composing" if composing else "paused")
+
+    async def send_chat_presence(self, chat: str, state: ChatState) -> None:
+        lib = nz()
+        presence, media = lib.build.chat_presence(state)
+        await self._call(self._client.send_chat_presence, lib.conv.parse_jid(chat), presence, media)
+
+    async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
+        lib = nz()
+        if not message_ids:
+            return
+        chat_jid, sender_jid = lib.conv.parse_jid(chat), lib.conv.parse_jid(sender)
+        await self._call(lambda: self._client.mark_read(*message_ids, chat=chat_jid, sender=sender_jid,
+                                                        receipt=lib.enum.ReceiptType.READ))
 
 
 def _group(jid: str) -> Any:

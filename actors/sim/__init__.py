@@ -9,8 +9,8 @@ from ._link import SimLink, SimLinkStatistics
 from ._protocol import (
     CONTROL_MARGIN, CONTROL_PATH, DEFAULT_WINDOW, MAX_MESSAGE_SIZE, NIL, PROTOCOL_VERSION, Ack, AnyOp, Attach, Call,
     ClientFrame, ContactsOp, ControlReply, ControlRequest, CreateGroupOp, Creds, Detach, End, EndKind, ErrorKind,
-    Frame, GroupInfoOp, Hello, LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, Op, Paired, PairPhoneOp, Push,
-    RecordCounts, RecordEntry, Reply, SendOp, SendPresenceOp, ServerFrame, SessionInfo, SimStats,
+    Frame, GroupInfoOp, Hello, LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Op, Paired,
+    PairPhoneOp, Push, RecordCounts, RecordEntry, Reply, SendOp, SendPresenceOp, ServerFrame, SessionInfo, SimStats,
     SubscribePresenceOp, TypingOp, UpdateParticipantsOp, Welcome, client_frames_decoder, control_encoder,
     control_reply_decoder, control_request_decoder, link_encoder, server_frames_decoder,
 )
@@ -20,6 +20,7 @@ __all__ = [
     "CONTROL_MARGIN", "CONTROL_PATH", "DEFAULT_WINDOW", "MAX_MESSAGE_SIZE", "NIL", "PROTOCOL_VERSION", "Ack", "AnyOp",
     "Attach", "Call", "ClientFrame", "ContactsOp", "ControlReply", "ControlRequest", "CreateGroupOp", "Creds", "Detach",
     "End", "EndKind", "ErrorKind", "Frame", "GroupInfoOp", "Hello", "LeaveGroupOp", "ListGroupsOp", "LogoutOp",
+    "MarkReadOp",
     "OnWhatsAppOp", "Op", "PairPhoneOp", "Paired", "Push", "RecordCounts", "RecordEntry", "Reply", "SendOp",
     "SendPresenceOp", "ServerFrame", "SessionInfo", "SimLink", "SimLinkStatistics", "SimStats", "SimTransport",
     "SimTransportFactory", "SubscribePresenceOp", "TypingOp", "UpdateParticipantsOp", "Welcome",

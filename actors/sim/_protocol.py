@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from .._messages import OutboundMessage
-from .._transport import AnyEvent, ParticipantAction
+from .._transport import AnyEvent, ChatState, ParticipantAction
 
 PROTOCOL_VERSION: Final = 1
 CONTROL_PATH: Final = "/control"
@@ -113,7 +113,13 @@ class SubscribePresenceOp(Op, tag="subscribe_presence"):
 
 class TypingOp(Op, tag="typing"):
     chat: str
-    composing: bool
+    state: ChatState
+
+
+class MarkReadOp(Op, tag="mark_read"):
+    chat: str
+    message_ids: list[str]
+    sender: str
 
 
 class LogoutOp(Op, tag="logout"):
@@ -125,7 +131,7 @@ class PairPhoneOp(Op, tag="pair_phone"):
 
 
 AnyOp = (SendOp | OnWhatsAppOp | ContactsOp | ListGroupsOp | CreateGroupOp | GroupInfoOp | UpdateParticipantsOp
-         | LeaveGroupOp | SendPresenceOp | SubscribePresenceOp | TypingOp | LogoutOp | PairPhoneOp)
+         | LeaveGroupOp | SendPresenceOp | SubscribePresenceOp | TypingOp | MarkReadOp | LogoutOp | PairPhoneOp)
 
 
 # -- client → server ----------------------------------------------------------

@@ -38,14 +38,14 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ConnectFailed, Connected, ContactInfo, EventSendChannel, GroupInfo, NotConnected, OnWhatsApp, PairingTimeout,
-    ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
+    ChatState, ConnectFailed, Connected, ContactInfo, EventSendChannel, GroupInfo, NotConnected, OnWhatsApp,
+    PairingTimeout, ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
 )
 from ._link import SimLink, SimLinkStatistics
 from ._protocol import (
     CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, End, GroupInfoOp,
-    LeaveGroupOp, ListGroupsOp, LogoutOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, SendOp, SendPresenceOp,
-    ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
+    LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, SendOp,
+    SendPresenceOp, ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
 )
 from ._store import SimDeviceStore
 
@@ -348,7 +348,13 @@ class SimTransport:
         await self._call(SubscribePresenceOp(jid=jid), None)
 
     async def send_typing(self, chat: str, composing: bool) -> None:
-        await self._call(TypingOp(chat=chat, composing=composing), None)
+        await self.send_chat_presence(chat, "composing" if composing else "paused")
+
+    async def send_chat_presence(self, chat: str, state: ChatState) -> None:
+        await self._call(TypingOp(chat=chat, state=state), None)
+
+    async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
+        await self._call(MarkReadOp(chat=chat, message_ids=list(message_ids), sender=sender), None)
 
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PAIRING_DEADLINE", "SimDeviceStore",

@@ -41,9 +41,10 @@ Behaviour
 - **Messages** go between accounts (1:1, or fanned out to a group's other
   members). The recipient gets `MessageReceived` with the API type (`text`,
   `image`, `video`, `audio`, `document`, `sticker`, `location`, `contact`,
-  `poll`) and `data`: media `mimetype`, `file_length`, `sha256` (hex),
+  `poll`) and `data` (the transport's internal keys; the gateway publishes
+  them camelCase): media `mimetype`, `file_length`, `sha256` (hex),
   `filename`, `ptt`; location `latitude`, `longitude`, `name`, `address`;
-  contact `full_name`, `phone_number`, `vcard`; poll `question`, `options`,
+  contact `display_name`, `phone_numbers`, `vcard`; poll `question`, `options`,
   `selectable_count`; and for every type `quoted` ({message_id, chat, sender,
   text}), `view_once: true` and `mentions` when set. The sender gets `Receipt`
   `delivered` once a device got it (or at once for a phone) plus
@@ -55,8 +56,14 @@ Behaviour
   a duplicate and not delivered again. The sim transport uses the message's
   `message_id` attribute when it has one.
 - **Presence** (`send_presence`, `subscribe_presence` → `Presence` to
-  subscribers, the current state at once), **typing** (`ChatPresence` to the
-  peer or group members), **groups** (create, info, list, add/remove with
+  subscribers, the current state at once). As on WhatsApp, a device gets
+  presence only while its own account is available, and a subscription lasts
+  one connection of that device (the gateway subscribes again after each
+  connect); an account with no device online is unavailable. **Typing**
+  (`ChatPresence` composing, recording or paused, to the peer or group
+  members). **Read receipts**: by default a session's account reads what it
+  gets after two receipt delays; control `set_auto_read(False)` leaves that to
+  the session's `mark_read`, which sends `read` to the author. **Groups** (create, info, list, add/remove with
   per-participant "404" not on WhatsApp / "409" already in it / "not-authorized";
   a closed world leaves unknown numbers out of a new group; leave) and **contacts** (every
   account a session exchanged 1:1 messages with, plus `add_contact`).

@@ -64,6 +64,13 @@ class ControlOps:
     def set_receipt_delay(self, seconds: float) -> None:
         self.net.receipt_delay = float(seconds)
 
+    def set_auto_read(self, enabled: bool) -> None:
+        """On (the default), a session's account reads every message it gets after two receipt delays;
+        off, only the messages its session marks read (`mark_read`) turn `read` for their sender."""
+        if not isinstance(enabled, bool):
+            raise OpError("error", "enabled must be true or false")
+        self.net.auto_read = enabled
+
     def set_open_world(self, enabled: bool) -> None:
         """Open world (the default): every well-formed number is on WhatsApp. Closed: only registered ones."""
         if not isinstance(enabled, bool):

@@ -77,7 +77,7 @@ class Account:
     devices: dict[str, Device] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)  # jid → full name
     groups: set[str] = field(default_factory=set)
-    subscribers: set[str] = field(default_factory=set)  # phones watching this account's presence
+    subscribers: set[str] = field(default_factory=set)  # device ids following this account's presence
     available: bool = False
     last_seen_ms: int | None = None
 
@@ -178,7 +178,8 @@ def describe(message: OutboundMessage) -> tuple[str, str | None, dict[str, objec
                 data["address"] = content.address
         case ContactContent():
             kind = "contact"
-            data = {"full_name": content.full_name, "phone_number": content.phone_number,
+            # what a WhatsApp contact message carries (and neonize reports): a display name and a vCard
+            data = {"display_name": content.full_name, "phone_numbers": [content.phone_number],
                     "vcard": ("BEGIN:VCARD\nVERSION:3.0\nFN:" + content.full_name + "\nTEL;type=CELL;waid="
                               + content.phone_number.lstrip("+") + ":" + content.phone_number + "\nEND:VCARD")}
         case PollContent():

@@ -49,6 +49,8 @@ class Network(SocialMixin):
         self.unregistered: set[str] = set()  # numbers taken off WhatsApp: not even an open world has them
         self.autopair = autopair
         self.receipt_delay = receipt_delay
+        # A session's account reads what it gets by itself; off, it reads only what its session marks read.
+        self.auto_read = True
         self.qr_interval = qr_interval
         self.now_ms = now_ms
         self.rng = rng or random.Random()
@@ -107,8 +109,6 @@ class Network(SocialMixin):
             group = self.groups.get(jid)
             if group is not None and acc.jid in group.roles:
                 self._remove_member(group, acc.jid)
-        for other in self.accounts.values():
-            other.subscribers.discard(phone)
         return logged_out
 
     def fresh_phone(self) -> str:
@@ -189,6 +189,7 @@ class Network(SocialMixin):
         if device is not None and device.slot is slot:
             device.slot = None
             device.backlog.extendleft(reversed([i for i in slot.inflight if i.durable]))
+            self.presence_offline(device)
         slot.inflight.clear()
 
     def _end(self, slot: Slot, kind: str, reason: str, *, notify: bool) -> None:
@@ -313,7 +314,7 @@ class Network(SocialMixin):
             ticket = item.ticket
             if ticket is not None and not ticket.done:
                 ticket.done = True
-                self._schedule_receipts(ticket)
+                self._schedule_receipts(ticket, read=self.auto_read)
 
     def ack(self, link: Outbox, session_id: str, count: int) -> None:
         slot = link.slots.get(session_id)
@@ -323,10 +324,11 @@ class Network(SocialMixin):
             slot.inflight.popleft()
         self.pump(slot.device)
 
-    def _schedule_receipts(self, ticket: ReceiptTicket) -> None:
+    def _schedule_receipts(self, ticket: ReceiptTicket, *, read: bool = True) -> None:
         # "delivered" when it reached a device, "read" as if a person then opened the chat.
         self.scheduler.call_later(self.receipt_delay, self._receipt, ticket, "delivered")
-        self.scheduler.call_later(2 * self.receipt_delay, self._receipt, ticket, "read")
+        if read:
+            self.scheduler.call_later(2 * self.receipt_delay, self._receipt, ticket, "read")
 
     def _receipt(self, ticket: ReceiptTicket, kind: str) -> None:
         event = Receipt(message_ids=[ticket.message_id], chat=ticket.chat, sender=ticket.participant,

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from actors import (
     ChatPresence,
+    ChatState,
     ContactInfo,
     GroupInfo,
     GroupParticipant,
     OnWhatsApp,
     ParticipantResult,
     Presence,
+    Receipt,
     SendResult,
     phone_from_jid,
 )
@@ -32,6 +34,7 @@ from actors.sim import (
     LeaveGroupOp,
     ListGroupsOp,
     LogoutOp,
+    MarkReadOp,
     OnWhatsAppOp,
     PairPhoneOp,
     SendOp,
@@ -41,7 +44,7 @@ from actors.sim import (
     UpdateParticipantsOp,
 )
 
-from ._model import Account, Group, OpError, Outbox, jid_of, normalize_phone, recipient_error
+from ._model import Account, Device, Group, Item, OpError, Outbox, jid_of, normalize_phone, recipient_error
 
 if TYPE_CHECKING:
     from ._network import Network
@@ -53,6 +56,8 @@ class SocialMixin:
     def __init__(self) -> None:
         self.groups: dict[str, Group] = {}
         self._group_seq = random.randrange(10**11)
+        # device id → phones whose presence it follows; like WhatsApp's, a subscription lasts one connection
+        self._watching: dict[str, set[str]] = {}
 
     def call(self: Network, link: Outbox, session_id: str, op: AnyOp) -> object:
         """Run one operation for the session `session_id` on `link`; raises OpError."""
@@ -86,9 +91,11 @@ class SocialMixin:
             case SendPresenceOp(available=available):
                 self.set_presence(me, available)
             case SubscribePresenceOp(jid=jid):
-                self.subscribe(me, jid)
-            case TypingOp(chat=chat, composing=composing):
-                self.typing(me, chat, composing)
+                self.subscribe(device, jid)
+            case TypingOp(chat=chat, state=state):
+                self.typing(me, chat, state)
+            case MarkReadOp(chat=chat, message_ids=message_ids, sender=sender):
+                self.mark_read(me, chat, message_ids, sender)
             case LogoutOp():
                 self.revoke(device)
             case _:  # pragma: no cover - the op union is closed
@@ -194,26 +201,44 @@ class SocialMixin:
             group.roles[next(iter(group.roles))] = 1  # WhatsApp promotes someone when the last admin leaves
 
     # -- presence -------------------------------------------------------------
+    # WhatsApp sends a contact's presence to a subscribed device only while that device's
+    # account is itself available, and forgets the subscription when the device goes offline.
 
     def set_presence(self: Network, me: Account, available: bool) -> None:
         me.available = available
         if not available:
             me.last_seen_ms = self.now_ms()
         event = Presence(jid=me.jid, available=available, last_seen_ms=me.last_seen_ms)
-        for phone in list(me.subscribers):
-            watcher = self.accounts.get(phone)
+        for device_id in list(me.subscribers):
+            watcher = self.devices.get(device_id)
             if watcher is not None:
-                self.notify(watcher, event)
+                self._presence_to(watcher, event)
 
-    def subscribe(self: Network, me: Account, jid: str) -> None:
+    def subscribe(self: Network, device: Device, jid: str) -> None:
         target = self.lookup(normalize_phone(jid))
         if target is None:
             raise recipient_error(f"{jid} is not on WhatsApp")
-        target.subscribers.add(me.phone)
-        self.notify(me, Presence(jid=target.jid, available=target.available, last_seen_ms=target.last_seen_ms))
+        target.subscribers.add(device.device_id)
+        self._watching.setdefault(device.device_id, set()).add(target.phone)
+        self._presence_to(device, Presence(jid=target.jid, available=target.available,
+                                           last_seen_ms=target.last_seen_ms))
 
-    def typing(self: Network, me: Account, chat: str, composing: bool) -> None:
-        state = "composing" if composing else "paused"
+    def _presence_to(self: Network, device: Device, event: Presence) -> None:
+        if device.slot is not None and device.account.available:
+            self.push(device, Item(event, durable=False))
+
+    def presence_offline(self: Network, device: Device) -> None:
+        """The device lost its connection: its subscriptions end, and its account goes unavailable
+        when no other device of it is online."""
+        for phone in self._watching.pop(device.device_id, ()):
+            target = self.accounts.get(phone)
+            if target is not None:
+                target.subscribers.discard(device.device_id)
+        acc = device.account
+        if acc.available and not any(d.slot is not None for d in acc.devices.values()):
+            self.set_presence(acc, False)
+
+    def typing(self: Network, me: Account, chat: str, state: ChatState) -> None:
         if chat.endswith("@g.us"):
             group = self.member_group(me, chat)
             for jid in group.roles:
@@ -225,3 +250,23 @@ class SocialMixin:
         if peer is None:
             raise recipient_error(f"{chat} is not on WhatsApp")
         self.notify(peer, ChatPresence(chat=me.jid, sender=me.jid, state=state))
+
+    # -- read receipts ----------------------------------------------------------
+
+    def mark_read(self: Network, me: Account, chat: str, message_ids: list[str], sender: str) -> None:
+        """`me` read `sender`'s messages in `chat`: a `read` receipt for the ones `sender` sent goes to
+        `sender`'s devices (ids it never sent are ignored, as WhatsApp does)."""
+        author = self.accounts.get(normalize_phone(sender) or "")
+        if author is None:
+            raise recipient_error(f"{sender} is not on WhatsApp")
+        is_group = chat.endswith("@g.us")
+        if is_group:
+            self.member_group(me, chat)
+        known = [m for m in dict.fromkeys(message_ids) if (author.jid, m) in self.sent]
+        if not known or author is me:
+            return
+        event = Receipt(message_ids=known, chat=chat if is_group else me.jid, sender=me.jid if is_group else None,
+                        type="read", timestamp_ms=self.now_ms())
+        self.counters["receipts"] += 1
+        for device in list(author.devices.values()):
+            self.push(device, Item(event, durable=True))

@@ -132,6 +132,10 @@ class SimControl:
         """Delay every operation (of one session, or all) by `seconds`; 0 removes it."""
         await self.request("set_latency", seconds=seconds, session_id=session_id)
 
+    async def set_auto_read(self, enabled: bool) -> None:
+        """On (the default), accounts read what they get by themselves; off, only `mark_read` reads."""
+        await self.request("set_auto_read", enabled=enabled)
+
     async def set_error_rate(self, rate: float, session_id: str | None = None) -> None:
         """Fail this fraction of sends (of one session, or all) with an error; 0 removes it."""
         await self.request("set_error_rate", rate=rate, session_id=session_id)

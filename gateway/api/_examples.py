@@ -11,7 +11,9 @@ import json
 from typing import Any, Final, NamedTuple
 
 from .._requests import CreateSession, PairingCodeRequest, SendMessage, SendMessages, UpdateSession
+from .chats import MarkRead, SetChatPresence, SetPresence, SubscribePresence
 from .directory import ChangeParticipants, CreateGroup, UpsertContact
+from .messages import RescheduleMessage
 from .tokens import CreateToken
 
 
@@ -61,10 +63,18 @@ EXAMPLES: Final[dict[type, dict[str, Example]]] = {
         "webhookOff": Example("Pause webhooks", {"webhookEnabled": False}),
     },
     PairingCodeRequest: {"phone": Example("Link by phone number instead of a QR", {"phoneNumber": "+1234567890"})},
+    RescheduleMessage: {"later": Example("Move a scheduled message", {"sendAt": "2026-12-01T09:00:00Z"})},
     UpsertContact: {"contact": Example("Name a contact", {"phoneNumber": "+1234567890", "name": "John Doe"})},
     CreateGroup: {"group": Example("A group of two", {"name": "Launch team",
                                                       "participants": ["+15551234567", "+15557654321"]})},
     ChangeParticipants: {"people": Example("People by number", {"participants": ["+15551234567"]})},
+    SetPresence: {"online": Example("Show the account online", {"available": True})},
+    SubscribePresence: {"contact": Example("Follow a contact's presence", {"to": _TO})},
+    SetChatPresence: {"typing": Example("Typing", {"state": "composing"}),
+                      "recording": Example("Recording a voice note", {"state": "recording"})},
+    MarkRead: {"direct": Example("A received message, by its WhatsApp id", {"messageId": "3EB0C767D26A1D8A1B2C"}),
+               "group": Example("In a group, with its author", {"messageId": "3EB0C767D26A1D8A1B2C",
+                                                                  "sender": "+15551234567"})},
     CreateToken: {"ci": Example("A token for CI that expires in 90 days", {"name": "ci", "expiresInDays": 90}),
                   "crm": Example("A token that does not expire", {"name": "crm"})},
 }

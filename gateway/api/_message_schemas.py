@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from msgspec import Meta
 
 from .._requests import MessageType
 from ._schemas import Answer
@@ -46,15 +47,32 @@ class StatusChange(Answer):
     reason: str | None = None
 
 
-class MessageOut(Answer):
+MessageStatusName = Literal["queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+
+
+class MessageSummary(Answer):
+    """A message without its status history (list, cancel and reschedule answers)."""
+
     message_id: str
     session_id: str
     to: str
     type: str
-    status: Literal["queued", "sending", "sent", "delivered", "read", "failed"]
+    status: MessageStatusName
     status_reason: str | None
     whatsapp_id: str | None
     send_at: str | None
     created_at: str
     updated_at: str
+
+
+class MessageOut(MessageSummary):
     history: list[StatusChange]
+
+
+class MessageList(Answer):
+    data: list[MessageSummary]
+    next_cursor: str | None
+
+
+class QueueCancelled(Answer):
+    cancelled: Annotated[int, Meta(description="How many queued messages (scheduled ones included) were cancelled.")]

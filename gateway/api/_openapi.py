@@ -6,9 +6,10 @@ from typing import Any
 
 import msgspec
 
-from .._patterns import GROUP_JID_PATTERN, PHONE_PATTERN
+from .._patterns import GROUP_JID_PATTERN, PHONE_PATTERN, RECIPIENT_PATTERN
 from .._requests import SCHEMA_RULES, WHOLE_MARK
 from ..errors import RateLimitExceeded, Unauthorized
+from ..events import EVENT_PAYLOADS
 from ._errors import ErrorEnvelope, UnsupportedMediaType, error_code_table, mapping_of
 from ._examples import openapi_examples
 from ._routing import Auth, RouteSpec
@@ -21,6 +22,8 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
                              "parentheses are ignored."},
     "jid": {"type": "string", "pattern": GROUP_JID_PATTERN, "description": "A group JID.",
             "examples": ["120363041234567890@g.us"]},
+    "chat": {"type": "string", "pattern": RECIPIENT_PATTERN, "maxLength": 64,
+             "description": "A phone number, a user JID or a group JID.", "examples": ["1234567890"]},
 }
 
 _SECURITY = {
@@ -32,7 +35,7 @@ _SECURITY = {
 
 
 def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> dict[str, Any]:
-    types: list[Any] = [ErrorEnvelope]
+    types: list[Any] = [ErrorEnvelope, *EVENT_PAYLOADS.values()]
     for r in routes:
         types.extend(t for t in (r.doc_body, r.answer) if t is not None)
     schemas, components = msgspec.json.schema_components(list(dict.fromkeys(types)), ref_template=_REF)
@@ -90,6 +93,7 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
         },
         "servers": [{"url": server_url}],
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -103,6 +107,43 @@ def build_openapi(routes: list[RouteSpec], *, version: str, server_url: str) -> 
         },
         "x-error-codes": error_code_table(),
     }
+
+
+_WEBHOOK_HEADERS = (
+    ("webhook-id", "The event's id: the same on every retry, for deduplication."),
+    ("webhook-timestamp", "Seconds since the epoch when this attempt was signed."),
+    ("webhook-signature", "`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the session's webhookSecret "
+                          "(Standard Webhooks)."),
+)
+
+
+def _webhooks() -> dict[str, Any]:
+    """One POST per event name: the envelope `{event, sessionId, timestamp, data}` with that event's payload."""
+    out: dict[str, Any] = {}
+    for name, typ in EVENT_PAYLOADS.items():
+        envelope = {
+            "type": "object",
+            "required": ["event", "sessionId", "timestamp", "data"],
+            "properties": {
+                "event": {"const": name},
+                "sessionId": {"type": "string"},
+                "timestamp": {"type": "string", "format": "date-time",
+                              "description": "When the change happened (UTC, milliseconds)."},
+                "data": {"$ref": _REF.format(name=typ.__name__)},
+            },
+        }
+        out[name] = {"post": {
+            "operationId": "webhook_" + name.replace(".", "_"),
+            "summary": name,
+            "description": " ".join((typ.__doc__ or "").split()),
+            "tags": ["Webhooks"],
+            "parameters": [{"name": header, "in": "header", "required": True, "description": text,
+                            "schema": {"type": "string"}} for header, text in _WEBHOOK_HEADERS],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": envelope}}},
+            "responses": {"2XX": {"description": "Received. 408, 429 and 5xx answers are retried; other 4xx are "
+                                                 "final."}},
+        }}
+    return out
 
 
 def _path_names(path: str) -> list[str]:

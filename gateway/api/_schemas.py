@@ -38,6 +38,11 @@ class Session(Answer):
     send_limit: str | None
     created_at: str
     updated_at: str
+    queued: Annotated[int | None, Meta(description=(
+        "Messages waiting to be sent, scheduled ones included (status `queued`). Counted by GET of a session "
+        "and by the list (one query per page); null in the other answers."))]
+    scheduled: Annotated[int | None, Meta(description=(
+        "Of the queued messages, those whose `sendAt` is still ahead. Counted as `queued` is."))]
 
 
 class SessionWithKey(Session):

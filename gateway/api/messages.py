@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Final
+import datetime as dt
+from typing import Annotated, Final
 
 import msgspec
+from msgspec import Meta
 from quart import Response
 
-from .._requests import SendMessage, SendMessages, SendMessagesRaw
+from .._patterns import RECIPIENT_PATTERN
+from .._phone import recipient_at
+from .._queue import MessageQuery
+from .._requests import Request, SendMessage, SendMessages, SendMessagesRaw
 from .._send import Idempotency, Outcome, Reply
-from ..errors import IdempotencyKeyReused, MediaToolUnavailable, NotFound, RateLimitExceeded, SessionNotConnected, Unauthorized, ValidationError
-from ..store import MessageRecord, iso_ms
+from ..errors import (
+    Conflict, IdempotencyKeyReused, MediaToolUnavailable, NotFound, RateLimitExceeded, SessionNotConnected,
+    Unauthorized, ValidationError,
+)
+from ..store import MessageRecord, MessageStatus, iso_ms
 from ._errors import PayloadTooLarge, describe
-from ._message_schemas import BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageOut, StatusChange
+from ._message_schemas import (
+    BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageList, MessageOut, MessageSummary, QueueCancelled,
+    StatusChange,
+)
+from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import JSON, Api, Auth, Ctx, Param
+from ._schemas import fields_of
 
 TAG = "Messages"
 MAX_IDEMPOTENCY_KEY: Final = 255
@@ -21,6 +34,19 @@ _ENC = msgspec.json.Encoder()
 IDEMPOTENCY_KEY = Param("Idempotency-Key", f"Makes retries safe for 24 h: the same key and body return the "
                         f"original answer; another body is 422. 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
                         {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY})
+_STATUSES: Final = [s.value for s in MessageStatus]
+MAX_TO: Final = 64
+_TIME: Final = {"type": "string", "format": "date-time"}
+SEARCH_PARAMS: Final = [
+    Param("status", f"Only messages in this status: {', '.join(_STATUSES)}.", {"type": "string", "enum": _STATUSES}),
+    Param("to", "Only messages to this recipient: a phone number or a JID, read as `to` on a send is.",
+          {"type": "string", "pattern": RECIPIENT_PATTERN, "maxLength": MAX_TO}),
+    Param("since", "Only messages created at or after this RFC 3339 time.", _TIME),
+    Param("until", "Only messages created before this RFC 3339 time.", _TIME),
+    *PAGE_PARAMS,
+]
+CANCEL_STATUS: Final = Param("status", "`queued`: the messages to cancel.", {"type": "string", "enum": ["queued"]},
+                            required=True)
 _SEND_ERRORS = [Unauthorized, ValidationError, SessionNotConnected, RateLimitExceeded, PayloadTooLarge,
                 IdempotencyKeyReused, MediaToolUnavailable]
 
@@ -46,6 +72,8 @@ def register(api: Api) -> None:
                                                       _batch_answer)
         return _respond(ctx, reply)
 
+    _register_queue(api)
+
     @api.route("GET", "/messages/<message_id>", summary="Get a message and its status history", tag=TAG,
                auth=Auth.SESSION, answer=MessageOut, errors=[Unauthorized, NotFound])
     async def get_message(ctx: Ctx, message_id: str) -> MessageOut:
@@ -54,16 +82,96 @@ def register(api: Api) -> None:
         return message_out(record, history)
 
 
+class RescheduleMessage(Request):
+    send_at: Annotated[str, Meta(description=(
+        "The new send time: an ISO 8601 time with a timezone (e.g. 2026-12-01T09:00:00Z), in the future and "
+        "at most 30 days ahead."))]
+
+
+def _register_queue(api: Api) -> None:
+    @api.route("GET", "/messages", summary="Search the session's messages", tag=TAG, auth=Auth.SESSION,
+               answer=MessageList, query=SEARCH_PARAMS, errors=[Unauthorized, ValidationError])
+    async def list_messages(ctx: Ctx) -> MessageList:
+        """The session's messages, newest first, one page at a time, by status, recipient and creation
+        time (`since` inclusive, `until` exclusive). Each item is the message without its history."""
+        query = _search_query(ctx.query)
+        before, limit = read_page(ctx.query)
+        records = await ctx.gateway.queue.search(ctx.session, query, before=before, limit=limit)
+        return MessageList(data=[message_summary(r) for r in records],
+                           next_cursor=next_cursor([r.id for r in records], limit))
+
+    @api.route("DELETE", "/messages", summary="Cancel every queued message", tag=TAG, auth=Auth.SESSION,
+               answer=QueueCancelled, query=[CANCEL_STATUS], errors=[Unauthorized, ValidationError])
+    async def cancel_all(ctx: Ctx) -> QueueCancelled:
+        """Cancel all of the session's messages that are still `queued`, scheduled ones included, in one
+        step: `DELETE /messages?status=queued` (the status is required, so that a bare DELETE cannot
+        empty a queue by accident). A message the session has already started sending is not touched.
+        Each cancelled message gets the status `cancelled` and a `message.status` event."""
+        if ctx.query.get("status") != "queued":
+            raise ValidationError.at("query.status", "must be queued: only queued messages can be cancelled")
+        return QueueCancelled(cancelled=await ctx.gateway.queue.cancel_all(ctx.session))
+
+    @api.route("DELETE", "/messages/<message_id>", summary="Cancel a queued message", tag=TAG, auth=Auth.SESSION,
+               answer=MessageSummary, errors=[Unauthorized, NotFound, Conflict])
+    async def cancel_message(ctx: Ctx, message_id: str) -> MessageSummary:
+        """A message still `queued` (ready or scheduled) becomes `cancelled` and is never sent. If the
+        session claimed it first (it is `sending`, or later), the answer is 409 naming its status:
+        exactly one of the cancel and the send wins."""
+        return message_summary(await ctx.gateway.queue.cancel(ctx.session, message_id))
+
+    @api.route("PATCH", "/messages/<message_id>", summary="Reschedule a scheduled message", tag=TAG,
+               auth=Auth.SESSION, body=RescheduleMessage, answer=MessageSummary,
+               errors=[Unauthorized, NotFound, Conflict, ValidationError, PayloadTooLarge])
+    async def reschedule_message(ctx: Ctx, message_id: str) -> MessageSummary:
+        """Move the `sendAt` of a message still queued and scheduled (earlier or later). A message not
+        scheduled, or already claimed by the session, is 409."""
+        return message_summary(await ctx.gateway.queue.reschedule(ctx.session, message_id, ctx.body.send_at))
+
+
+def _search_query(query: dict[str, str]) -> MessageQuery:
+    status = query.get("status")
+    if status is not None and status not in _STATUSES:
+        raise ValidationError.at("query.status", f"must be one of {', '.join(_STATUSES)}")
+    to = query.get("to")
+    if to is not None and len(to) > MAX_TO:
+        raise ValidationError.at("query.to", f"must be at most {MAX_TO} characters")
+    return MessageQuery(status=None if status is None else MessageStatus(status),
+                        to_jid=None if to is None else recipient_at(to, "query.to"),
+                        since=_time_at(query.get("since"), "query.since"),
+                        until=_time_at(query.get("until"), "query.until"))
+
+
+def _time_at(raw: str | None, path: str) -> int | None:
+    """An RFC 3339 time as epoch ms (a leap second reads as :59), or the ValidationError naming `path`."""
+    if raw is None:
+        return None
+    text = raw.upper()
+    if len(text) > 19 and text[17:19] == "60":
+        text = text[:17] + "59" + text[19:]
+    try:
+        when = dt.datetime.fromisoformat(text) if len(raw) <= 64 else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ValidationError.at(path, "must be an RFC 3339 time with a timezone, e.g. 2026-01-02T03:04:05Z")
+    return int(when.timestamp() * 1000)
+
+
 def accepted(record: MessageRecord) -> MessageAccepted:
     return MessageAccepted(message_id=record.id, status="queued", to=record.to_jid, type=record.type,
                            modifiers=record.modifiers, send_at=iso_ms(record.send_at))
 
 
-def message_out(r: MessageRecord, history: list) -> MessageOut:
-    return MessageOut(
+def message_summary(r: MessageRecord) -> MessageSummary:
+    return MessageSummary(
         message_id=r.id, session_id=r.session_id, to=r.to_jid, type=r.type, status=r.status.value,
         status_reason=r.status_reason, whatsapp_id=r.wa_id, send_at=iso_ms(r.send_at),
-        created_at=iso_ms(r.created_at) or "", updated_at=iso_ms(r.updated_at) or "",
+        created_at=iso_ms(r.created_at) or "", updated_at=iso_ms(r.updated_at) or "")
+
+
+def message_out(r: MessageRecord, history: list) -> MessageOut:
+    return MessageOut(
+        **fields_of(message_summary(r)),
         history=[StatusChange(status=h.status.value, at=iso_ms(h.at) or "", reason=h.reason) for h in history])
 
 

@@ -8,7 +8,7 @@ from .._auth import AccountPrincipal
 from .._phone import phone_at
 from ..errors import Conflict, ConnectionFailed, Forbidden, QrNotAvailable, SessionNotFound, TryAgainLater, Unauthorized, ValidationError
 from ._errors import PayloadTooLarge
-from ..store import SessionRecord, iso_ms
+from ..store import QueueDepth, SessionRecord, iso_ms
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
 from ._routing import Api, Auth, Ctx, Live, Param
 from .._requests import CreateSession, PairingCodeRequest, UpdateSession
@@ -19,8 +19,9 @@ _COMMON = [Unauthorized]
 _ONE = [Unauthorized, SessionNotFound]
 
 
-def session_out(r: SessionRecord, *, secret: bool = False) -> Session:
+def session_out(r: SessionRecord, *, secret: bool = False, depth: QueueDepth | None = None) -> Session:
     return Session(
+        queued=None if depth is None else depth.queued, scheduled=None if depth is None else depth.scheduled,
         id=r.id, name=r.name, phone_number=r.phone_number, status=r.status.value, status_reason=r.status_reason,
         webhook_url=r.webhook_url, webhook_events=r.webhook_events, webhook_enabled=r.webhook_enabled,
         webhook_secret=r.webhook_secret if secret else None, send_limit=r.send_limit, created_at=iso_ms(r.created_at), updated_at=iso_ms(r.updated_at))
@@ -43,7 +44,8 @@ def _register_records(api: Api) -> None:
         """The caller's sessions, oldest first, one page at a time."""
         after, limit = read_page(ctx.query)
         records = await ctx.gateway.sessions.list(ctx.account, after=after, limit=limit)
-        return SessionList(data=[session_out(r, secret=True) for r in records],
+        depths = await ctx.gateway.queue.depths([r.id for r in records])
+        return SessionList(data=[session_out(r, secret=True, depth=depths.get(r.id)) for r in records],
                            next_cursor=next_cursor([r.id for r in records], limit))
 
     @api.route("POST", "/whatsapp-sessions", summary="Create session", tag=TAG, auth=Auth.PAT,
@@ -57,8 +59,10 @@ def _register_records(api: Api) -> None:
     @api.route("GET", "/whatsapp-sessions/<session_id>", summary="Get session", tag=TAG, auth=Auth.EITHER,
                answer=Session, errors=_ONE)
     async def get_session(ctx: Ctx, session_id: str) -> Session:
-        """A session, by personal access token or by that session's own key."""
-        return session_out(await ctx.gateway.sessions.get(ctx.principal, session_id), secret=_is_account(ctx))
+        """A session, by personal access token or by that session's own key, with its queue depth."""
+        record = await ctx.gateway.sessions.get(ctx.principal, session_id)
+        depths = await ctx.gateway.queue.depths([record.id])
+        return session_out(record, secret=_is_account(ctx), depth=depths.get(record.id))
 
     @api.route("PUT", "/whatsapp-sessions/<session_id>", summary="Update session", tag=TAG, auth=Auth.EITHER,
                body=UpdateSession, answer=Session, errors=[*_ONE, Forbidden, ValidationError, PayloadTooLarge])

@@ -15,8 +15,8 @@ from ._ports import (
 )
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
-    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, PasswordReset, Renewal, SessionRecord, StatusEntry, User,
-    WebSession, iso_ms,
+    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, PasswordReset, QueueDepth, Renewal, SessionRecord,
+    StatusEntry, User, WebSession, iso_ms,
 )
 
 
@@ -41,7 +41,7 @@ async def open_store(url: str, *, sqlite_synchronous: str = "normal") -> Store:
 __all__ = [
     "AccountStore", "ClusterStore", "ContactStore", "MessageStore", "OutboxStore", "SessionStore", "StoreLifecycle",
     "ContactRecord", "Fence", "HeldLease", "LeaseOwner", "NodeRecord", "Renewal",
-    "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "StatusEntry",
+    "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "QueueDepth", "StatusEntry",
     "SESSION_MUTABLE_FIELDS", "ApiToken", "PasswordReset", "SessionRecord", "Store",
     "StoreConflict", "StoreError", "User", "WebSession", "iso_ms", "open_store",
 ]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._records import (
     ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
-    PasswordReset, Renewal, SessionRecord, StatusEntry, User, WebSession,
+    PasswordReset, QueueDepth, Renewal, SessionRecord, StatusEntry, User, WebSession,
 )
 
 if TYPE_CHECKING:
@@ -150,8 +150,32 @@ class MessageStore(Protocol):
 
     async def get_message_history(self, message_id: str) -> list[StatusEntry]: ...
 
-    async def list_messages(self, session_id: str, *, before: str | None, limit: int) -> list[MessageRecord]:
-        """A session's messages, newest (greatest id) first, starting before `before`."""
+    async def list_messages(self, session_id: str, *, before: str | None, limit: int,
+                            status: MessageStatus | None = None, to_jid: str | None = None,
+                            since: int | None = None, until: int | None = None) -> list[MessageRecord]:
+        """A session's messages, newest (greatest id) first, starting before `before`.
+
+        Optional filters: one status, one recipient JID, and `since <= created_at < until`. Status and
+        recipient are served by indexes (session, status, id), (session, to_jid, id) and
+        (session, to_jid, status, id); the time bounds filter the rows those indexes yield."""
+
+    async def cancel_message(self, message_id: str, at: int, *, reason: str,
+                             events: EventsOf[MessageRecord] | None = None) -> MessageRecord | None:
+        """Move a `queued` message to `cancelled` in one conditional write (recording history); None if it
+        was not queued. It races `claim_next_message` safely: exactly one of them moves the message."""
+
+    async def cancel_queued_messages(self, session_id: str, at: int, *, reason: str,
+                                     events: EventsOf[MessageRecord] | None = None) -> int:
+        """Cancel every `queued` message of the session in one statement; returns how many."""
+
+    async def reschedule_message(self, message_id: str, send_at: int, expires_at: int,
+                                 at: int) -> MessageRecord | None:
+        """Move a queued, scheduled message's `send_at` (and its expiry); None if it is not queued with a
+        `send_at` any more (claimed, cancelled, or never scheduled)."""
+
+    async def session_queue_depths(self, session_ids: list[str], now: int) -> dict[str, QueueDepth]:
+        """Per session (every one asked for, zeros included), its queued and still-scheduled messages;
+        one query for all of them."""
 
     async def find_message_by_wa_id(self, session_id: str, wa_id: str) -> MessageRecord | None: ...
 
@@ -287,6 +311,16 @@ class ClusterStore(Protocol):
         `pg_notify`)."""
 
 
+class PresenceStore(Protocol):
+    """The contacts whose presence each session follows (re-subscribed after every reconnect)."""
+
+    async def add_presence_subscription(self, session_id: str, jid: str, at: int) -> bool:
+        """Remember that the session follows `jid`; False if it already did."""
+
+    async def list_presence_subscriptions(self, session_id: str) -> list[str]:
+        """The JIDs the session follows, in order."""
+
+
 class Store(StoreLifecycle, AccountStore, SessionStore, MessageStore, ContactStore, OutboxStore, ClusterStore,
-            Protocol):
+            PresenceStore, Protocol):
     """The whole store: the one type the rest of the gateway holds."""

@@ -97,7 +97,8 @@ SESSION_MUTABLE_FIELDS = frozenset({
 
 class MessageStatus(str, enum.Enum):
     """Where an outbound message is. Only moves forward, except `sending → queued`
-    when a send could not start (session dropped, gateway restarted)."""
+    when a send could not start (session dropped, gateway restarted). `cancelled` is
+    terminal and reached only from `queued` (the sender cancelled it before it was claimed)."""
 
     QUEUED = "queued"
     SENDING = "sending"
@@ -105,12 +106,13 @@ class MessageStatus(str, enum.Enum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 # Forward order, for "only advance" updates (receipts can arrive late or twice).
 MESSAGE_STATUS_RANK = {
     MessageStatus.QUEUED: 0, MessageStatus.SENDING: 1, MessageStatus.SENT: 2,
-    MessageStatus.DELIVERED: 3, MessageStatus.READ: 4, MessageStatus.FAILED: 5,
+    MessageStatus.DELIVERED: 3, MessageStatus.READ: 4, MessageStatus.FAILED: 5, MessageStatus.CANCELLED: 5,
 }
 
 
@@ -131,6 +133,13 @@ class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     created_at: int
     updated_at: int
+
+
+class QueueDepth(msgspec.Struct, frozen=True):
+    """A session's waiting messages: `queued` counts every one, `scheduled` those whose send_at is ahead."""
+
+    queued: int = 0
+    scheduled: int = 0
 
 
 class StatusEntry(msgspec.Struct, frozen=True):

@@ -145,6 +145,31 @@ class Rows:
                 m.status.value, m.status_reason, m.wa_id, m.send_at, m.expires_at, m.attempts, m.created_at,
                 m.updated_at)
 
+    def messages_page(self, session_id: str, before: str | None, limit: int, status: MessageStatus | None,
+                      to_jid: str | None, since: int | None, until: int | None) -> tuple[str, tuple[Any, ...]]:
+        """`list_messages`' query and parameters: only the filters given, so each shape meets its index."""
+        m = self.mark
+        where, params = [f"session_id = {m}", f"id < {m}"], [session_id, before or "\uffff"]
+        for clause, value in ((f"status = {m}", None if status is None else status.value),
+                              (f"to_jid = {m}", to_jid), (f"created_at >= {m}", since), (f"created_at < {m}", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        return (f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT {m}",
+                (*params, limit))
+
+    def reschedule(self) -> str:
+        """Move a queued, scheduled message (send_at, expires_at, updated_at, id), returning it; one statement,
+        guarded by its status, so a message claimed meanwhile is left alone."""
+        m = self.mark
+        return (f"UPDATE messages SET send_at = {m}, expires_at = {m}, updated_at = {m} WHERE id = {m} "
+                f"AND status = 'queued' AND send_at IS NOT NULL RETURNING {MESSAGE_COLUMNS}")
+
+    def queue_depths_of(self, n: int) -> str:
+        """(now, *session_ids): per session with queued messages, (session_id, queued, scheduled)."""
+        return (f"SELECT session_id, COUNT(*), COUNT(*) FILTER (WHERE send_at > {self.mark}) FROM messages "
+                f"WHERE status = 'queued' AND session_id IN ({self.marks(n)}) GROUP BY session_id")
+
     def message(self, r: Any) -> MessageRecord:
         return MessageRecord(id=r[0], session_id=r[1], user_id=r[2], to_jid=r[3], type=r[4],
                              modifiers=self.json_list(r[5]), payload=bytes(r[6]), status=MessageStatus(r[7]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .._ports import EventsOf
-from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
+from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, QueueDepth, StatusEntry
 from .._rows import (
     EXPIRED, HISTORY_COLUMNS, IDEMPOTENCY_COLUMNS, INTERRUPTED, MESSAGE_COLUMNS, STATUS_COLUMNS, history_row,
     idempotency_row, qualified, status_entry,
@@ -31,6 +31,8 @@ _INSERT_HISTORY: Final = f"INSERT INTO message_status_history ({HISTORY_COLUMNS}
 _AND_RECORD_HISTORY: Final = (
     f"), history AS ({_INSERT_HISTORY} SELECT id, status, updated_at, status_reason FROM moved) "
     f"SELECT {MESSAGE_COLUMNS} FROM moved")
+
+_CANCEL: Final = "WITH moved AS (UPDATE messages SET status = 'cancelled', status_reason = %s, updated_at = %s "
 
 
 class PostgresMessages(PostgresBase):
@@ -67,9 +69,49 @@ class PostgresMessages(PostgresBase):
     async def get_message(self, message_id: str) -> MessageRecord | None:
         return await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,), ROWS.message)
 
-    async def list_messages(self, session_id: str, *, before: str | None, limit: int) -> list[MessageRecord]:
-        return await self._all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = %s AND id < %s "
-                               "ORDER BY id DESC LIMIT %s", (session_id, before or "\uffff", limit), ROWS.message)
+    async def list_messages(self, session_id: str, *, before: str | None, limit: int,
+                            status: MessageStatus | None = None, to_jid: str | None = None,
+                            since: int | None = None, until: int | None = None) -> list[MessageRecord]:
+        sql, params = ROWS.messages_page(session_id, before, limit, status, to_jid, since, until)
+        return await self._all(sql, params, ROWS.message)
+
+    async def cancel_message(self, message_id: str, at: int, *, reason: str,
+                             events: EventsOf[MessageRecord] | None = None) -> MessageRecord | None:
+        # The status guard is re-checked on the newest row version: a claim committed meanwhile wins.
+        def tx(conn: Conn) -> MessageRecord | None:
+            row = conn.execute(_CANCEL + "WHERE id = %s AND status = 'queued' "
+                               f"RETURNING {MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
+                               (reason, at, message_id)).fetchone()
+            record = ROWS.message(row) if row else None
+            if record is not None and events is not None:
+                write_events(conn, events(record), at)
+            return record
+
+        return await self._tx(tx)
+
+    async def cancel_queued_messages(self, session_id: str, at: int, *, reason: str,
+                                     events: EventsOf[MessageRecord] | None = None) -> int:
+        def tx(conn: Conn) -> int:
+            rows = conn.execute(_CANCEL + "WHERE session_id = %s AND status = 'queued' "
+                                f"RETURNING {MESSAGE_COLUMNS}" + _AND_RECORD_HISTORY,
+                                (reason, at, session_id)).fetchall()
+            if events is not None:
+                write_events(conn, [e for m in sorted(map(ROWS.message, rows), key=lambda m: m.id)
+                                    for e in events(m)], at)
+            return len(rows)
+
+        return await self._tx(tx)
+
+    async def reschedule_message(self, message_id: str, send_at: int, expires_at: int,
+                                 at: int) -> MessageRecord | None:
+        return await self._one(ROWS.reschedule(), (send_at, expires_at, at, message_id), ROWS.message)
+
+    async def session_queue_depths(self, session_ids: list[str], now: int) -> dict[str, QueueDepth]:
+        ids = list(dict.fromkeys(session_ids))
+        if not ids:
+            return {}
+        rows = await self._all(ROWS.queue_depths_of(len(ids)), (now, *ids), lambda r: (r[0], QueueDepth(r[1], r[2])))
+        return {sid: QueueDepth() for sid in ids} | dict(rows)
 
     async def get_message_history(self, message_id: str) -> list[StatusEntry]:
         return await self._all(

@@ -16,7 +16,7 @@ import msgspec
 
 from ..._clock import now_ms
 from .._ports import EventsOf
-from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, StatusEntry
+from .._records import Fence, IdempotencyRecord, MessageRecord, MessageStatus, QueueDepth, StatusEntry
 from .._rows import (
     EXPIRED, HISTORY_COLUMNS, IDEMPOTENCY_COLUMNS, INTERRUPTED, MESSAGE_COLUMNS, STATUS_COLUMNS, history_row,
     idempotency_row, status_entry,
@@ -31,6 +31,9 @@ _READY = ("SELECT {} FROM messages INDEXED BY messages_ready WHERE session_id = 
           "AND send_at IS NULL AND expires_at > ?")
 _DUE = ("SELECT {} FROM messages INDEXED BY messages_scheduled WHERE session_id = ? AND status = 'queued' "
         "AND send_at IS NOT NULL AND send_at <= ? AND expires_at > ?")
+
+
+_CANCEL = "UPDATE messages SET status = 'cancelled', status_reason = ?, updated_at = ?"
 
 
 class SqliteMessages(SqliteBase):
@@ -60,9 +63,51 @@ class SqliteMessages(SqliteBase):
     async def get_message(self, message_id: str) -> MessageRecord | None:
         return await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,), ROWS.message)
 
-    async def list_messages(self, session_id: str, *, before: str | None, limit: int) -> list[MessageRecord]:
-        return await self._all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND id < ? "
-                               "ORDER BY id DESC LIMIT ?", (session_id, before or "\uffff", limit), ROWS.message)
+    async def list_messages(self, session_id: str, *, before: str | None, limit: int,
+                            status: MessageStatus | None = None, to_jid: str | None = None,
+                            since: int | None = None, until: int | None = None) -> list[MessageRecord]:
+        sql, params = ROWS.messages_page(session_id, before, limit, status, to_jid, since, until)
+        return await self._all(sql, params, ROWS.message)
+
+    async def cancel_message(self, message_id: str, at: int, *, reason: str,
+                             events: EventsOf[MessageRecord] | None = None) -> MessageRecord | None:
+        def tx(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = conn.execute(_CANCEL + " WHERE id = ? AND status = 'queued' RETURNING " + MESSAGE_COLUMNS,
+                               (reason, at, message_id)).fetchone()
+            if row is None:
+                return None
+            moved = ROWS.message(row)
+            conn.execute(_INSERT_HISTORY, (moved.id, moved.status.value, at, reason))
+            if events is not None:
+                write_events(conn, events(moved), at)
+            return moved
+
+        return await self._write(tx)
+
+    async def cancel_queued_messages(self, session_id: str, at: int, *, reason: str,
+                                     events: EventsOf[MessageRecord] | None = None) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            moved = [ROWS.message(r) for r in conn.execute(
+                _CANCEL + " WHERE session_id = ? AND status = 'queued' RETURNING " + MESSAGE_COLUMNS,
+                (reason, at, session_id)).fetchall()]
+            conn.executemany(_INSERT_HISTORY, [(m.id, m.status.value, at, reason) for m in moved])
+            if events is not None:
+                write_events(conn, [e for m in sorted(moved, key=lambda m: m.id) for e in events(m)], at)
+            return len(moved)
+
+        return await self._write(tx)
+
+    async def reschedule_message(self, message_id: str, send_at: int, expires_at: int,
+                                 at: int) -> MessageRecord | None:
+        return await self._write(lambda conn: _one_message(
+            conn.execute(ROWS.reschedule(), (send_at, expires_at, at, message_id)).fetchone()))
+
+    async def session_queue_depths(self, session_ids: list[str], now: int) -> dict[str, QueueDepth]:
+        ids = list(dict.fromkeys(session_ids))
+        if not ids:
+            return {}
+        rows = await self._all(ROWS.queue_depths_of(len(ids)), (now, *ids), lambda r: (r[0], QueueDepth(r[1], r[2])))
+        return {sid: QueueDepth() for sid in ids} | dict(rows)
 
     async def get_message_history(self, message_id: str) -> list[StatusEntry]:
         return await self._all(f"SELECT {STATUS_COLUMNS} FROM message_status_history WHERE message_id = ? "
@@ -178,6 +223,10 @@ class SqliteMessages(SqliteBase):
                     "webhooks_pending": pending}
 
         return await self._run(read)
+
+
+def _one_message(row: Any) -> MessageRecord | None:
+    return None if row is None else ROWS.message(row)
 
 
 def _move(conn: sqlite3.Connection, message_id: str, status: MessageStatus, at: int, reason: str | None,

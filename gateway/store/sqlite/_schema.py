@@ -184,6 +184,20 @@ CREATE TABLE password_resets (
 CREATE INDEX password_resets_user ON password_resets(user_id);
 CREATE INDEX messages_by_session ON messages(session_id, id);
 """),
+    (9, "messages by recipient, for searching the queue", """
+-- GET /messages?to= and ?to=&status=, newest first: one index range each (status alone is messages_queue).
+CREATE INDEX messages_by_recipient ON messages(session_id, to_jid, id);
+CREATE INDEX messages_by_recipient_status ON messages(session_id, to_jid, status, id);
+"""),
+    (10, "presence subscriptions", """
+-- The contacts whose presence a session follows: it subscribes to each again after every (re)connect.
+CREATE TABLE presence_subscriptions (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    jid TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, jid)
+);
+"""),
 )
 
 
