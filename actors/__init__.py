@@ -8,14 +8,15 @@ and its events (`_transport`), outbound messages (`_messages`), JIDs (`_jid`).
 
 from ._jid import GROUP_SERVER, USER_SERVER, is_group_jid, phone_from_jid, split_jid, user_jid
 from ._messages import (
-    MEDIA_TOOLS, ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo, SendResult,
-    TextContent, missing_media_tools, missing_tools,
+    MEDIA_TOOLS, ContactContent, Content, LocationContent, MediaContent, OutboundMessage, PollContent, ReplyTo,
+    SendResult, TextContent, missing_media_tools, missing_tools,
 )
 from ._transport import (
-    ChatPresence, ChatState, ConnectFailed, Connected, ContactInfo, Disconnected, EventSendChannel, GroupInfo,
-    GroupParticipant, LoggedOut, MediaToolMissing, MessageReceived, NotConnected, OnWhatsApp, PairingCode,
-    PairingTimeout, GroupNotFound, ParticipantResult, Presence, QRCode, Receipt, RecipientError, SessionSpec,
-    Transport, TransportError, TransportEvent, TransportFactory,
+    ChatPresence, ChatState, Connected, ConnectFailed, ContactInfo, Disconnected, EventSendChannel, GroupInfo,
+    GroupNotFound, GroupParticipant, LoggedOut, MediaToolMissing, MessageAction, MessageEdited, MessageReceived,
+    MessageRevoked, NotConnected, OnWhatsApp, PairingCode, PairingTimeout, ParticipantResult, PollVoted, Presence,
+    QRCode, ReactionReceived, Receipt, RecipientError, SessionSpec, Transport, TransportError, TransportEvent,
+    TransportFactory,
 )
 from .core import (
     ActorHost, ActorPolicy, ActorStatistics, Backoff, Claimed, Command, Connect, CrashWindow, Disconnect,
@@ -34,5 +35,5 @@ __all__ = [
     "GroupNotFound", "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
     "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
     "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
-    "split_jid", "user_jid",
+    "split_jid", "user_jid", "MessageAction", "MessageEdited", "MessageRevoked", "PollVoted", "ReactionReceived",
 ]

@@ -131,6 +131,9 @@ class MessageReceived(TransportEvent, tag="message", kw_only=True):
     text: str | None = None  # text body or caption
     # type-specific fields (mimetype, latitude, options, quoted id, ...), JSON-safe
     data: dict[str, object] = {}
+    # Media only: what the transport that delivered it needs to download the bytes (`download_media`);
+    # opaque to everyone else (neonize: the serialized waE2E.Message; sim: the network's media id).
+    media_ref: bytes | None = None
 
 
 ReceiptType = Literal["delivered", "read", "played"]
@@ -160,7 +163,53 @@ class ChatPresence(TransportEvent, tag="chat_presence", kw_only=True):
     state: ChatState
 
 
-AnyEvent = QRCode | PairingCode | Connected | Disconnected | LoggedOut | MessageReceived | Receipt | Presence | ChatPresence
+class MessageAction(TransportEvent, kw_only=True):
+    """Something done to an earlier message: its author, where, and when. `event_id` is the id of the
+    WhatsApp message that carried the action (a repeat of one action carries the same id)."""
+
+    event_id: str
+    chat: str  # chat JID (user or group)
+    sender: str  # who acted (the phone JID when known)
+    sender_phone: str | None = None  # E.164, when known
+    is_group: bool = False
+    from_me: bool = False  # this account acted (from another device)
+    timestamp_ms: int
+
+
+class ReactionReceived(MessageAction, tag="reaction", kw_only=True):
+    """A reaction to `message_id`; an empty `emoji` removes the sender's reaction."""
+
+    message_id: str
+    emoji: str
+
+
+class MessageEdited(MessageAction, tag="edited", kw_only=True):
+    """`message_id`'s text or caption was changed to `text`."""
+
+    message_id: str
+    text: str | None = None
+
+
+class MessageRevoked(MessageAction, tag="revoked", kw_only=True):
+    """`message_id` was deleted for everyone."""
+
+    message_id: str
+
+
+class PollVoted(MessageAction, tag="poll_vote", kw_only=True):
+    """`sender` voted on the poll `poll_id`: the options it chose now (none: it took its vote back).
+
+    A transport that decrypts only to option hashes (whatsmeow gives SHA-256 digests of the option
+    names) reports `option_hashes` (hex) and leaves `options` empty; the gateway names them from the
+    poll it knows."""
+
+    poll_id: str
+    options: list[str] = []
+    option_hashes: list[str] = []
+
+
+AnyEvent = (QRCode | PairingCode | Connected | Disconnected | LoggedOut | MessageReceived | Receipt | Presence
+            | ChatPresence | ReactionReceived | MessageEdited | MessageRevoked | PollVoted)
 
 # Where `run` reports its events: the send side of a channel whose other end the actor reads.
 EventSendChannel = trio.MemorySendChannel[TransportEvent]
@@ -262,6 +311,30 @@ class Transport(Protocol):
     async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
         """Send a read receipt for received messages in `chat`; `sender` is their author
         (the chat itself in a one-to-one chat, the participant in a group)."""
+
+    # Actions on earlier messages. `sender` names the author of the message acted on (a participant's
+    # JID in a group); None means this account wrote it. Each returns the id of the message that
+    # carries the action.
+
+    async def react(self, chat: str, message_id: str, emoji: str, *, sender: str | None = None) -> SendResult:
+        """React to `message_id` in `chat` with `emoji`; an empty `emoji` removes this account's reaction."""
+
+    async def edit_message(self, chat: str, message_id: str, text: str, *,
+                           caption_of: str | None = None) -> SendResult:
+        """Replace the text of this account's message `message_id` (or its caption: `caption_of` is the
+        media kind, image, video or document). WhatsApp accepts edits for 15 minutes after the send."""
+
+    async def revoke_message(self, chat: str, message_id: str, *, sender: str | None = None) -> SendResult:
+        """Delete `message_id` for everyone in `chat` (another author's: a group admin only)."""
+
+    async def vote_poll(self, chat: str, poll_id: str, options: list[str], *,
+                        sender: str | None = None) -> SendResult:
+        """Vote on the poll `poll_id` in `chat` with these option names (none: take the vote back)."""
+
+
+    async def download_media(self, message: MessageReceived) -> bytes:
+        """The bytes of a received media message (its `media_ref`). Raises TransportError with the
+        reason when they cannot be fetched (expired on the server, no `media_ref`, ...)."""
 
 
 class TransportFactory(Protocol):

@@ -59,7 +59,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("GATEWAY_SMTP_FROM", "smtp_from", "gateway@localhost",
             "From address of the gateway's mail (`gateway@example.com` or `Gateway <gateway@example.com>`)."),
     Setting("GATEWAY_DATA_DIR", "data_dir", "./data",
-            "Directory for per-session WhatsApp device stores."),
+            "Directory for per-session WhatsApp device stores, and for received media (`media/`)."),
     Setting("GATEWAY_CONNECT_ATTEMPTS", "connect_attempts", "3",
             "Failed connection attempts in a row before a session that never connected is marked FAILED. "
             "A session that was connected keeps retrying with capped backoff."),
@@ -112,7 +112,15 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("GATEWAY_QUEUE_TTL", "queue_ttl", "86400",
             "Seconds a queued message may wait (e.g. for a reconnect) before it fails as expired."),
     Setting("GATEWAY_MEDIA_TIMEOUT", "media_timeout", "30",
-            "Seconds allowed for downloading one media URL (connect + transfer)."),
+            "Seconds allowed for downloading one media URL (connect + transfer), and for downloading one "
+            "received media file from WhatsApp."),
+    Setting("GATEWAY_MEDIA_MAX_BYTES", "media_max_bytes", str(64 * MIB),
+            "Largest received media file, in bytes, that a session downloads and keeps: checked against the size "
+            "WhatsApp announces before the download, and on the bytes. A larger one still gives its "
+            "`message.received`, with `media.error` saying why it was not fetched."),
+    Setting("GATEWAY_MEDIA_RETENTION", "media_retention", str(7 * 24 * 3600),
+            "Seconds received media is kept under `GATEWAY_DATA_DIR/media/` (served at `/api/v1/media/{id}`); "
+            "an hourly task deletes older files and their records. `0` keeps them forever."),
     Setting("GATEWAY_ON_WHATSAPP_TTL", "on_whatsapp_ttl", "3600",
             "Seconds an on-WhatsApp answer is cached per session and number."),
     Setting("GATEWAY_WEBHOOK_MAX_ATTEMPTS", "webhook_max_attempts", "14",
@@ -189,6 +197,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     send_typing: bool = False
     queue_ttl: float = 24 * 60 * MINUTES
     media_timeout: float = 30 * SECONDS
+    media_max_bytes: int = 64 * MIB
+    media_retention: float = 7 * 24 * 60 * MINUTES
     on_whatsapp_ttl: float = 60 * MINUTES
     webhook_max_attempts: int = 14
     webhook_timeout: float = 15 * SECONDS
@@ -278,6 +288,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"GATEWAY_PUBLIC_URL must be an http(s) base URL, got {self.public_url!r}")
         if self.login_ttl < 60:
             raise ConfigError("GATEWAY_LOGIN_TTL must be at least 60 seconds")
+        if self.media_max_bytes < 1:
+            raise ConfigError("GATEWAY_MEDIA_MAX_BYTES must be at least 1")
+        if self.media_retention < 0:
+            raise ConfigError("GATEWAY_MEDIA_RETENTION must not be negative (0 keeps media forever)")
 
     def base_url(self) -> str:
         """Where people reach the gateway: GATEWAY_PUBLIC_URL, else the bind address."""

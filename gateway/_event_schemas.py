@@ -8,18 +8,23 @@ document's `webhooks` and the README's event list, so the documentation is the
 shape that is sent.
 """
 
+import hashlib
 import logging
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
 
-from actors import ChatPresence, MessageReceived, Presence
+from actors import (
+    ChatPresence, MessageAction, MessageEdited, MessageReceived, MessageRevoked, PollVoted, Presence, ReactionReceived,
+)
 
 log = logging.getLogger("gateway.events")
 
 __all__ = [
-    "EVENT_PAYLOADS", "SharedContact", "EventPayload", "MessageData", "MessageReceivedEvent", "MessageSentEvent",
+    "EVENT_PAYLOADS", "MediaInfo", "SharedContact", "EventPayload", "MessageData", "MessageReceivedEvent",
+    "MessageSentEvent",
+    "MessageEditedEvent", "MessageReactionEvent", "MessageRevokedEvent", "PollVoteEvent", "action_payload",
     "MessageStatusEvent", "PresenceUpdateEvent", "Quoted", "SessionConnectedEvent", "SessionDisconnectedEvent",
     "SessionQrEvent", "WebhookTestEvent", "events_markdown", "message_received_payload", "presence_payload",
     "public_keys",
@@ -80,17 +85,26 @@ class MessageData(EventPayload, omit_defaults=True):
     question: Annotated[str | None, _d("Poll: the question.")] = None
     options: Annotated[list[str] | None, _d("Poll: the options.")] = None
     selectable_count: Annotated[int | None, _d("Poll: how many options a voter may choose (0: any).")] = None
-    message_id: Annotated[str | None, _d("Reaction: WhatsApp id of the message reacted to.")] = None
-    emoji: Annotated[str | None, _d("Reaction: the emoji (empty: removed).")] = None
-    removed: Annotated[bool | None, _d("Reaction: the reaction was removed.")] = None
-    from_me: Annotated[bool | None, _d("Reaction: the message reacted to is yours.")] = None
     content: Annotated[str | None, _d("Unknown type: the protobuf field it arrived in.")] = None
     quoted: Annotated[Quoted | None, _d("A reply: the message it quotes.")] = None
     mentions: Annotated[list[str] | None, _d("JIDs mentioned.")] = None
     view_once: Annotated[bool | None, _d("View-once media.")] = None
-    edited: Annotated[bool | None, _d("An edit of an earlier message.")] = None
     sender_alt: Annotated[str | None, _d("The sender's other JID (phone JID for a LID sender, or the reverse).")] = None
     chat_lid: Annotated[str | None, _d("The chat's LID, when `chat` was resolved to a phone JID.")] = None
+
+
+class MediaInfo(EventPayload):
+    """A received file, downloaded by the gateway: fetch it at `url` with the session key. When the download
+    was refused or failed, `id` and `url` are null and `error` says why."""
+
+    id: Annotated[str | None, _d("Media id (null: not downloaded, see `error`).")]
+    mimetype: Annotated[str, _d("MIME type, as the sender declared it.")]
+    size: Annotated[int | None, _d("Size in bytes (when not downloaded: the size WhatsApp announced, if known).")]
+    sha256: Annotated[str | None, _d("Hex SHA-256 of the stored bytes.")] = None
+    url: Annotated[str | None, _d("Where to fetch it: `GET /api/v1/media/{id}` with the session key.")] = None
+    filename: Annotated[str | None, _d("File name, when the sender gave one (documents).")] = None
+    error: Annotated[str | None, _d("Why it was not downloaded (over GATEWAY_MEDIA_MAX_BYTES, the transport's "
+                                    "reason, a timeout).")] = None
 
 
 class MessageReceivedEvent(EventPayload, kw_only=True):
@@ -104,10 +118,12 @@ class MessageReceivedEvent(EventPayload, kw_only=True):
     is_group: Annotated[bool, _d("Sent in a group.")] = False
     from_me: Annotated[bool, _d("Sent by this account (from another device).")] = False
     timestamp_ms: Annotated[int, _d("When it was sent, epoch milliseconds.")]
-    type: Annotated[str, _d("text, image, video, audio, document, sticker, location, contact, poll, reaction "
-                            "or unknown.")]
+    type: Annotated[str, _d("text, image, video, audio, document, sticker, location, contact, poll or unknown "
+                            "(reactions, edits, revokes and votes are events of their own).")]
     text: Annotated[str | None, _d("Text body or caption (poll: the question).")] = None
     data: Annotated[MessageData, _d("Type-specific fields.")] = MessageData()
+    media: Annotated[MediaInfo | None, _d("Image, video, audio, document, sticker: the file as the gateway "
+                                          "stored it (null for other types).")] = None
 
 
 # -- message.sent / message.status -------------------------------------------------
@@ -162,6 +178,46 @@ class PresenceUpdateEvent(EventPayload, omit_defaults=True):
     state: Annotated[Literal["composing", "recording", "paused"] | None, _d("Chat presence: what they do.")] = None
 
 
+# -- actions on earlier messages ---------------------------------------------------
+
+class _MessageAction(EventPayload, kw_only=True):
+    chat: Annotated[str, _d("Chat JID (user or group) the message is in.")]
+    sender: Annotated[str, _d("Who acted (the phone JID when known).")]
+    sender_phone: Annotated[str | None, _d("Their E.164 number, when known.")] = None
+    is_group: Annotated[bool, _d("In a group.")] = False
+    from_me: Annotated[bool, _d("This account acted (from another device).")] = False
+    timestamp_ms: Annotated[int, _d("When, epoch milliseconds.")]
+
+
+class MessageReactionEvent(_MessageAction, kw_only=True):
+    """`message.reaction`: someone reacted to a message, or took their reaction back (`removed`)."""
+
+    message_id: Annotated[str, _d("WhatsApp id of the message reacted to.")]
+    emoji: Annotated[str, _d("The reaction; empty when removed.")]
+    removed: Annotated[bool, _d("The sender took their reaction back.")]
+
+
+class MessageEditedEvent(_MessageAction, kw_only=True):
+    """`message.edited`: a message's text or caption was changed by its author."""
+
+    message_id: Annotated[str, _d("WhatsApp id of the edited message.")]
+    text: Annotated[str | None, _d("The new text or caption.")]
+
+
+class MessageRevokedEvent(_MessageAction, kw_only=True):
+    """`message.revoked`: a message was deleted for everyone."""
+
+    message_id: Annotated[str, _d("WhatsApp id of the revoked message.")]
+
+
+class PollVoteEvent(_MessageAction, kw_only=True):
+    """`poll.vote`: someone voted on a poll; `options` are their choices now (empty: vote taken back)."""
+
+    message_id: Annotated[str, _d("WhatsApp id of the poll.")]
+    options: Annotated[list[str], _d("The option names chosen, decrypted.")]
+    unknown_options: Annotated[int, _d("Chosen options the gateway could not name (a poll it has not seen).")] = 0
+
+
 class WebhookTestEvent(EventPayload):
     """`webhook.test`: sent on request, to try an endpoint."""
 
@@ -177,6 +233,10 @@ EVENT_PAYLOADS: Final[dict[str, type[EventPayload]]] = {
     "session.disconnected": SessionDisconnectedEvent,
     "session.qr": SessionQrEvent,
     "presence.update": PresenceUpdateEvent,
+    "message.reaction": MessageReactionEvent,
+    "message.edited": MessageEditedEvent,
+    "message.revoked": MessageRevokedEvent,
+    "poll.vote": PollVoteEvent,
     "webhook.test": WebhookTestEvent,
 }
 
@@ -230,21 +290,45 @@ def message_data(data: dict[str, object]) -> MessageData:
         return msgspec.convert(kept, MessageData)
 
 
-def message_received_payload(event: MessageReceived, *, quoted_sender: str | None = None) -> MessageReceivedEvent:
-    """`message.received` for `event`; `quoted_sender` fills a quote whose author the transport did not name."""
+def message_received_payload(event: MessageReceived, *, quoted_sender: str | None = None,
+                             media: MediaInfo | None = None) -> MessageReceivedEvent:
+    """`message.received` for `event`; `quoted_sender` fills a quote whose author the transport did not name,
+    `media` is its downloaded file (`gateway._incoming`)."""
     data = message_data(event.data)
     if data.quoted is not None and data.quoted.sender is None and quoted_sender is not None:
         data = msgspec.structs.replace(data, quoted=msgspec.structs.replace(data.quoted, sender=quoted_sender))
     return MessageReceivedEvent(
         message_id=event.message_id, chat=event.chat, sender=event.sender, sender_phone=event.sender_phone,
         push_name=event.push_name, is_group=event.is_group, from_me=event.from_me, timestamp_ms=event.timestamp_ms,
-        type=event.type, text=event.text, data=data)
+        type=event.type, text=event.text, data=data, media=media)
 
 
 def presence_payload(event: Presence | ChatPresence) -> PresenceUpdateEvent:
     if isinstance(event, Presence):
         return PresenceUpdateEvent(jid=event.jid, available=event.available, last_seen_ms=event.last_seen_ms)
     return PresenceUpdateEvent(chat=event.chat, sender=event.sender, state=event.state)
+
+
+def action_payload(event: MessageAction, *, poll_options: list[str] | None = None) -> tuple[str, EventPayload]:
+    """The event name and payload of an action on a message. A vote reported as option hashes is named
+    from `poll_options` (the poll's options, when the gateway knows the poll)."""
+    common = dict(chat=event.chat, sender=event.sender, sender_phone=event.sender_phone, is_group=event.is_group,
+                  from_me=event.from_me, timestamp_ms=event.timestamp_ms)
+    if isinstance(event, ReactionReceived):
+        return "message.reaction", MessageReactionEvent(message_id=event.message_id, emoji=event.emoji,
+                                                        removed=not event.emoji, **common)
+    if isinstance(event, MessageEdited):
+        return "message.edited", MessageEditedEvent(message_id=event.message_id, text=event.text, **common)
+    if isinstance(event, MessageRevoked):
+        return "message.revoked", MessageRevokedEvent(message_id=event.message_id, **common)
+    assert isinstance(event, PollVoted)
+    options, unknown = list(event.options), 0
+    if event.option_hashes:
+        by_hash = {hashlib.sha256(o.encode()).hexdigest(): o for o in poll_options or ()}
+        named = [by_hash.get(h) for h in event.option_hashes]
+        options += [o for o in named if o is not None]
+        unknown = named.count(None)
+    return "poll.vote", PollVoteEvent(message_id=event.poll_id, options=options, unknown_options=unknown, **common)
 
 
 # -- documentation -------------------------------------------------------------------

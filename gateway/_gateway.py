@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import trio
@@ -20,6 +21,7 @@ from actors import ActorPolicy, Backoff, OnWhatsApp, Pacing, Supervisor, Transpo
 from ratelimit import PostgresLimiter
 
 from ._accounts import Accounts
+from ._actions import MessageActions
 from ._auth import Authenticator
 from ._clock import SYSTEM_CLOCK, Clock
 from ._compose import Composer
@@ -27,10 +29,12 @@ from ._config import Config
 from ._control import LocalGate, SessionControl
 from ._events import EventBus, EventRecorder
 from ._host import SessionHost
+from ._incoming import IncomingMedia
 from ._limits import RateGuard
 from ._logins import Logins
 from ._lru import LruCache
 from ._mail import Mailer, open_mailer
+from ._media_store import FileMediaStore
 from ._outbound import Outbound
 from ._ports import SINGLE_NODE, Ownership, SessionGate
 from ._queue import Queue
@@ -66,11 +70,13 @@ class Gateway:
     supervisor: Supervisor
     messages: Messages
     queue: Queue  # searching, cancelling and rescheduling queued messages
+    actions: MessageActions  # reacting to, editing, revoking and voting on messages in a chat
     outbound: Outbound
     rates: RateGuard
     on_whatsapp_cache: LruCache[tuple[str, str], OnWhatsApp]
     recorder: EventRecorder
     dispatcher: Dispatcher
+    media: IncomingMedia  # received media: downloads, the media store, the retention purge
     nursery: trio.Nursery
     cluster: Cluster | None = None  # cluster mode (PostgreSQL): this node's leases, routing, nudges
 
@@ -138,7 +144,9 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
     ownership: Ownership = cluster.keeper if cluster else SINGLE_NODE
     outbound = Outbound(store, recorder, media_http, ownership, allow_private_urls=config.allow_private_urls,
                         media_timeout=config.media_timeout, clock=clock)
-    host = SessionHost(store, recorder, ownership, on_receipt=outbound.on_receipt, clock=clock)
+    media = IncomingMedia(FileMediaStore(Path(config.data_dir) / "media", store), max_bytes=config.media_max_bytes,
+                          timeout=config.media_timeout, retention=config.media_retention, clock=clock)
+    host = SessionHost(store, recorder, ownership, on_receipt=outbound.on_receipt, clock=clock, media=media)
     supervisor = Supervisor(transport_factory, host, policy=_actor_policy(config), queue=outbound)
     control = SessionControl(store, supervisor, rates, ownership, data_dir=config.data_dir, qr_wait=config.qr_wait,
                              command_timeout=config.shutdown_timeout, clock=clock)
@@ -155,8 +163,9 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
         bus=bus, control=control, supervisor=supervisor, outbound=outbound, rates=rates,
         messages=Messages(store, gate, rates, composer, queue_ttl=config.queue_ttl, clock=clock),
         queue=Queue(store, gate, recorder, queue_ttl=config.queue_ttl, clock=clock),
+        actions=MessageActions(store, control, clock=clock),
         on_whatsapp_cache=LruCache(ON_WHATSAPP_CACHE_MAX, ttl=config.on_whatsapp_ttl), recorder=recorder,
-        dispatcher=dispatcher, nursery=nursery, cluster=cluster)
+        dispatcher=dispatcher, media=media, nursery=nursery, cluster=cluster)
 
 
 def _dispatcher(config: Config, store: Store) -> Dispatcher:
@@ -183,6 +192,7 @@ async def _start(gateway: Gateway) -> None:
     await nursery.start(gateway.supervisor.run)
     nursery.start_soon(gateway.outbound.expire_loop)
     nursery.start_soon(gateway.logins.purge_loop)
+    await nursery.start(gateway.media.purge_loop)
     if gateway.cluster is not None:
         # The keeper brings sessions up from its first round: no restore here.
         sessions = NodeSessions(gateway.store, gateway.control, node_id=gateway.cluster.node_id, clock=gateway.clock)

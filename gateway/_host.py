@@ -7,7 +7,9 @@ messages deduplicated, since transports deliver at least once), and receipts
 go to the outbound queue. Each time a session is connected (again), it follows
 the presence of its stored subscriptions anew: WhatsApp forgets them with the
 connection. A node that does not own the session (cluster mode: its lease
-lapsed) reports nothing more of it.
+lapsed) reports nothing more of it. A received image, video, audio, document
+or sticker is downloaded first, in the event pump (`_incoming`): its
+`message.received` carries the stored file, or why it is not there.
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from typing import Any, Final
 import msgspec
 
 from actors import (
-    ChatPresence, Connected, MessageReceived, NotConnected, Presence, QRCode, Receipt, SessionState, Transport,
-    TransportError, TransportEvent, is_group_jid, user_jid,
+    ChatPresence, Connected, MessageAction, MessageReceived, NotConnected, PollVoted, Presence, QRCode, Receipt,
+    SessionState, Transport, TransportError, TransportEvent, is_group_jid, user_jid,
 )
 
 from ._clock import Clock
 from ._event_schemas import (
-    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, message_received_payload, presence_payload,
+    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, action_payload, message_received_payload,
+    presence_payload,
 )
 from ._events import Collector, EventRecorder, GatewayEvent, make_event
+from ._incoming import IncomingMedia
 from ._lru import LruCache
+from ._payload import poll_content
 from ._ports import Ownership
 from .store import SessionRecord, Store
 
@@ -42,7 +47,8 @@ OnReceipt = Callable[[str, Receipt], Awaitable[None]]
 
 class SessionHost:
     def __init__(self, store: Store, recorder: EventRecorder, ownership: Ownership, *, on_receipt: OnReceipt,
-                 clock: Clock) -> None:
+                 clock: Clock, media: IncomingMedia | None = None) -> None:
+        self._media = media
         self._store = store
         self._recorder = recorder
         self._ownership = ownership
@@ -80,16 +86,32 @@ class SessionHost:
         elif isinstance(event, Connected):
             await self._paired_number(session_id, event, at, fence)
         elif isinstance(event, MessageReceived):
-            if not self._recent_inbound.add((session_id, event.message_id), True):
-                return  # a repeat is not a new message
-            quoted_sender = await self._quoted_sender(session_id, event)
-            received = payload(message_received_payload(event, quoted_sender=quoted_sender))
-            await self._recorder.record([make_event("message.received", session_id, received, at=at)], at)
+            await self._received(session_id, event, None)
+        elif isinstance(event, MessageAction):
+            if not self._recent_inbound.add((session_id, event.event_id), True):
+                return  # a repeat of the same reaction, edit, revoke or vote
+            name, data = action_payload(event, poll_options=await self._poll_options(session_id, event))
+            await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
         elif isinstance(event, Presence | ChatPresence):
             presence = payload(presence_payload(event))
             await self._recorder.record([make_event("presence.update", session_id, presence, at=at)], at)
         elif isinstance(event, Receipt):
             await self._on_receipt(session_id, event)
+
+    async def message_received(self, session_id: str, event: MessageReceived, transport: Transport) -> None:
+        """The actor's hook for received messages: `transport` downloads their media."""
+        owner, _ = self._ownership.write_fence(session_id)
+        if owner:
+            await self._received(session_id, event, transport)
+
+    async def _received(self, session_id: str, event: MessageReceived, transport: Transport | None) -> None:
+        if not self._recent_inbound.add((session_id, event.message_id), True):
+            return  # a repeat is not a new message
+        quoted_sender = await self._quoted_sender(session_id, event)
+        media = await self._media.fetch(session_id, transport, event) if self._media is not None else None
+        received = payload(message_received_payload(event, quoted_sender=quoted_sender, media=media))
+        at = self._clock.now_ms()  # after the download: the event is as new as the file
+        await self._recorder.record([make_event("message.received", session_id, received, at=at)], at)
 
     async def connected(self, session_id: str, transport: Transport) -> None:
         """The actor's after-connect hook: subscribe again to every contact the session follows."""
@@ -113,6 +135,14 @@ class SessionHost:
         if await self._store.update_session(session_id, changes, at, events=collect, fence=fence) is not None \
                 and collect is not None:
             self._recorder.published(collect.events)
+
+    async def _poll_options(self, session_id: str, event: MessageAction) -> list[str] | None:
+        """A poll's options, to name a vote a transport reported as hashes (neonize): polls this session sent."""
+        if not isinstance(event, PollVoted) or not event.option_hashes:
+            return None
+        record = await self._store.find_message_by_wa_id(session_id, event.poll_id)
+        content = poll_content(record.payload) if record is not None else None
+        return None if content is None else list(content.options)
 
     async def _quoted_sender(self, session_id: str, event: MessageReceived) -> str | None:
         """Who wrote the message a 1:1 reply quotes, when the transport did not say: us or the peer."""

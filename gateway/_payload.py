@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from actors import Content, MediaContent, ReplyTo, TextContent
+from actors import Content, MediaContent, PollContent, ReplyTo, TextContent
 
 
 class MediaRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,3 +58,13 @@ def quoted_text(raw: bytes) -> str | None:
     if isinstance(content, MediaContent):
         return content.caption
     return None
+
+
+def poll_content(raw: bytes) -> PollContent | None:
+    """The poll a stored message is, or None when it is not one."""
+    try:
+        content = unpack(raw).content
+    except msgspec.DecodeError:
+        return None
+    return content if isinstance(content, PollContent) else None
+

@@ -16,4 +16,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "session.disconnected",
     "session.qr",
     "presence.update",
+    "message.reaction",
+    "message.edited",
+    "message.revoked",
+    "poll.vote",
 )

@@ -17,7 +17,7 @@ import trio
 
 from actors import (
     ConnectFailed, Connected, Disconnected, EventSendChannel, LoggedOut, NotConnected, OutboundMessage, QRCode, Receipt,
-    RecipientError, SendResult, SessionSpec,
+    RecipientError, SendResult, SessionSpec, TransportError,
 )
 
 
@@ -42,6 +42,7 @@ class FakeTransport:
     # ("chat_presence", chat, state), ("read", chat, ids, sender)
     actions: list[tuple[object, ...]] = field(default_factory=list)
     action_error: Exception | None = None  # raised by the next presence/chat action, once
+    media: dict[bytes, bytes] = field(default_factory=dict)  # media_ref → the bytes download_media returns
 
     async def run(self, events, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.runs.append(trio.current_time())
@@ -136,6 +137,32 @@ class FakeTransport:
 
     async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
         self._act("read", chat, list(message_ids), sender)
+
+    async def download_media(self, message) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if message.media_ref not in self.media:
+            raise TransportError("media not found")
+        return self.media[message.media_ref]
+
+    # actions on messages, recorded in `actions` too: ("react", chat, id, emoji, sender), ("edit", chat, id,
+    # text, caption_of), ("revoke", chat, id, sender), ("vote", chat, id, options, sender)
+    def _acted(self, *action: object) -> SendResult:
+        self._act(*action)
+        return SendResult(message_id=f"ACT{len(self.actions):06d}", timestamp_ms=1_700_000_002_000)
+
+    async def react(self, chat: str, message_id: str, emoji: str, *, sender: str | None = None) -> SendResult:
+        return self._acted("react", chat, message_id, emoji, sender)
+
+    async def edit_message(self, chat: str, message_id: str, text: str, *,
+                           caption_of: str | None = None) -> SendResult:
+        return self._acted("edit", chat, message_id, text, caption_of)
+
+    async def revoke_message(self, chat: str, message_id: str, *, sender: str | None = None) -> SendResult:
+        return self._acted("revoke", chat, message_id, sender)
+
+    async def vote_poll(self, chat: str, poll_id: str, options: list[str], *,
+                        sender: str | None = None) -> SendResult:
+        return self._acted("vote", chat, poll_id, list(options), sender)
 
 
 class FakeFactory:

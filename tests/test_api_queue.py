@@ -76,6 +76,7 @@ async def test_cancel_a_scheduled_message_then_it_is_never_sent(env):
     assert r.status_code == 200
     got = await r.get_json()
     assert (got["messageId"], got["status"], got["statusReason"]) == (mid, "cancelled", CANCELLED_ONE)
+    assert got["action"] == "cancelled"
     detail = await (await env.client.get(f"/api/v1/messages/{mid}", headers=env.key)).get_json()
     assert [h["status"] for h in detail["history"]] == ["queued", "cancelled"]
     again = await error_of(await env.client.delete(f"/api/v1/messages/{mid}", headers=env.key), 409, "CONFLICT")
@@ -86,11 +87,19 @@ async def test_cancel_a_scheduled_message_then_it_is_never_sent(env):
     assert env.transport.sent == []
 
 
-async def test_cancel_a_sent_message_is_a_conflict_naming_its_status(env):
+async def test_delete_on_a_sent_message_revokes_it_for_everyone_once(env):
     mid = (await (await env.send({"to": "1234567890", "text": "now"})).get_json())["messageId"]
     await env.wait_status(mid, "sent")
-    body = await error_of(await env.client.delete(f"/api/v1/messages/{mid}", headers=env.key), 409, "CONFLICT")
-    assert "already sent (status sent)" in body["message"]
+    r = await env.client.delete(f"/api/v1/messages/{mid}", headers=env.key)
+    assert r.status_code == 200, await r.get_json()
+    got = await r.get_json()
+    assert (got["messageId"], got["action"], got["status"], got["statusReason"]) == (
+        mid, "revoked", "sent", "revoked for everyone")
+    assert env.transport.actions[-1] == ("revoke", "1234567890@s.whatsapp.net", got["whatsappId"], None)
+    detail = await (await env.client.get(f"/api/v1/messages/{mid}", headers=env.key)).get_json()
+    assert [(h["status"], h["reason"]) for h in detail["history"]][-1] == ("sent", "revoked for everyone")
+    again = await error_of(await env.client.delete(f"/api/v1/messages/{mid}", headers=env.key), 409, "CONFLICT")
+    assert "revoked" in again["message"]
     await error_of(await env.client.delete("/api/v1/messages/nope", headers=env.key), 404, "NOT_FOUND")
 
 

@@ -20,7 +20,7 @@ from gateway.app import running_gateway
 from ._sim_proc import simulator
 from .conftest import make_account
 from .test_api_messages import PNG
-from .test_api_sessions import BASE, bearer, create
+from .test_api_sessions import BASE, bearer, create, error_of
 from .test_event_schemas import validate_event
 
 pytestmark = pytest.mark.slow
@@ -29,10 +29,10 @@ A_PHONE, B_PHONE, C_PHONE = "+15550000001", "+15550000002", "+15550000003"
 
 
 @asynccontextmanager
-async def gateway_app(tmp_path, sim_url):
+async def gateway_app(tmp_path, sim_url, **settings):
     config = Config(database_url=f"sqlite:///{tmp_path}/g.db", data_dir=str(tmp_path / "data"), transport="sim",
                     sim_url=sim_url, send_min_gap=0.0, send_jitter=0.0, limit_send="off",
-                    limit_api="off", reconnect_max_delay=1.0)
+                    limit_api="off", reconnect_max_delay=1.0, **settings)
     app = create_app(config)
     async with app.test_app():
         yield app, app.test_client(), running_gateway(app)
@@ -387,3 +387,196 @@ async def test_presence_typing_and_read_between_two_sessions_across_reconnects(t
                 await next_event(a_bus, "presence.update", jid=jb, available=True)  # subscribed again
                 await b_goes(False)
                 await next_event(a_bus, "presence.update", jid=jb, available=False)
+
+
+async def test_received_media_is_downloaded_and_served_to_its_session_only(tmp_path):
+    """A sends B an image and a document: B's `message.received` names each stored file, B's key fetches
+    exactly the bytes A sent, A's key cannot; a file over GATEWAY_MEDIA_MAX_BYTES still gives its event,
+    with the reason; a purged file is 404."""
+    import hashlib
+
+    document = b"%PDF-1.4\n" + bytes(range(256)) * 2
+    too_big = b"%PDF-1.4\n" + b"x" * 3000
+    with simulator("--receipt-delay", "0.05") as sim:
+        async with gateway_app(tmp_path, sim.url, media_max_bytes=2048) as (app, client, gw):
+            account = await make_account(gw)
+            async with open_sim_control(sim.url) as ctl:
+                a = await create(client, account, name="media-a", phoneNumber=A_PHONE)
+                b = await create(client, account, name="media-b", phoneNumber=B_PHONE)
+                for s, phone in ((a, A_PHONE), (b, B_PHONE)):
+                    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+                    await ctl.wait_qr(s["id"])
+                    await ctl.scan(s["id"], phone)
+                for s in (a, b):
+                    await wait_status(client, account.headers, s["id"], "CONNECTED")
+                ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
+                with gw.bus.subscribe(b["id"]) as inbox:
+                    for body in ({"image": {"data": base64.b64encode(PNG).decode(), "caption": "pic"}},
+                                 {"document": {"data": base64.b64encode(document).decode(),
+                                               "filename": 'q3 "report".pdf'}},
+                                 {"document": {"data": base64.b64encode(too_big).decode(), "filename": "big.pdf"}}):
+                        r = await client.post("/api/v1/send-message", json={"to": B_PHONE} | body, headers=ka)
+                        assert r.status_code == 202, await r.get_json()
+                    received = []
+                    with trio.fail_after(20):
+                        while len(received) < 3:
+                            ev = await inbox.receive.receive()
+                            if ev.event == "message.received":
+                                validate_event(ev.event, ev.data, envelope=msgspec.to_builtins(ev))
+                                received.append(ev.data)
+                image, doc, big = (m["media"] for m in received)
+                for media, sent, mimetype in ((image, PNG, "image/png"), (doc, document, "application/pdf")):
+                    assert media["id"].startswith("med_") and media["url"] == f"/api/v1/media/{media['id']}"
+                    assert media["size"] == len(sent) and media["sha256"] == hashlib.sha256(sent).hexdigest()
+                    assert media["mimetype"] == mimetype and media["error"] is None
+                    r = await client.get(media["url"], headers=kb)
+                    assert r.status_code == 200
+                    body = await r.get_data()
+                    assert body == sent and hashlib.sha256(body).hexdigest() == media["sha256"]
+                    assert r.headers["Content-Type"] == mimetype
+                    assert r.headers["Content-Length"] == str(len(sent))
+                    assert r.headers["X-Content-Type-Options"] == "nosniff"
+                    assert r.headers["Cache-Control"] == "private"
+                    # another session's key: the file does not exist for it
+                    other = await client.get(media["url"], headers=ka)
+                    assert other.status_code == 404 and (await other.get_json())["error"]["code"] == "NOT_FOUND"
+                assert image["filename"] is None and r.headers["Content-Disposition"] == (
+                    "attachment; filename=\"q3 _report_.pdf\"; filename*=UTF-8''q3%20%22report%22.pdf")
+                assert doc["filename"] == 'q3 "report".pdf'
+                assert big == {"id": None, "mimetype": "application/pdf", "size": len(too_big), "sha256": None,
+                               "url": None, "filename": "big.pdf",
+                               "error": f"{len(too_big)} bytes is larger than GATEWAY_MEDIA_MAX_BYTES (2048 bytes)"}
+                assert [m["type"] for m in received] == ["image", "document", "document"]
+                assert received[0]["text"] == "pic"
+                assert received[0]["data"]["sha256"] == image["sha256"]  # what the network announced
+
+                # past the retention, the purge takes file and record: the URL is 404
+                assert await gw.media.store.purge_older_than(gw.clock.now_ms() + 1) == 2
+                gone = await client.get(image["url"], headers=kb)
+                assert gone.status_code == 404 and (await gone.get_json())["success"] is False
+                assert not [p for p in (tmp_path / "data" / "media").rglob("med_*")]
+                bad = await client.get("/api/v1/media/..%2F..%2Fg.db", headers=kb)
+                assert bad.status_code == 404
+
+
+async def test_reactions_edits_revokes_and_poll_votes_reach_the_other_session_signed(tmp_path):
+    """A reacts to B's message (and takes it back), edits and revokes its own, B votes on A's poll: each
+    arrives at the other session as its own event, in its documented shape, and B's webhook gets them signed.
+    None of them is folded into message.received; DELETE on a queued message still cancels it."""
+    from .test_api_webhooks import receiver_at, verify
+
+    ja, jb = "15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net"
+    with simulator("--receipt-delay", "0.05") as sim:
+        async with receiver_at() as rx, open_sim_control(sim.url) as ctl:
+            config = Config(database_url=f"sqlite:///{tmp_path}/g.db", data_dir=str(tmp_path / "data"),
+                            transport="sim", sim_url=sim.url, send_min_gap=0.0, send_jitter=0.0, limit_send="off",
+                            limit_api="off", reconnect_max_delay=1.0, allow_private_urls=True)
+            app = create_app(config)
+            async with app.test_app():
+                client, gw = app.test_client(), running_gateway(app)
+                account = await make_account(gw)
+                a = await create(client, account, name="a", phoneNumber=A_PHONE)
+                b = await create(client, account, name="b", phoneNumber=B_PHONE, webhookUrl=rx.url,
+                                 webhookEvents=["message.reaction", "message.edited", "message.revoked"])
+                for s, phone in ((a, A_PHONE), (b, B_PHONE)):
+                    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+                    await ctl.wait_qr(s["id"])
+                    await ctl.scan(s["id"], phone)
+                    await wait_status(client, account.headers, s["id"], "CONNECTED")
+                ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
+
+                with gw.bus.subscribe(a["id"]) as a_bus, gw.bus.subscribe(b["id"]) as b_bus:
+                    seen_by_b: list = []
+
+                    async def b_gets(kind, **data):
+                        ev = await next_event(b_bus, kind, **data)
+                        validate_event(ev.event, ev.data, envelope=msgspec.to_builtins(ev))
+                        seen_by_b.append(ev)
+                        return ev
+
+                    # B writes to A; A reacts to the received message (by its WhatsApp id and chat), then removes it
+                    r = await client.post("/api/v1/send-message", json={"to": A_PHONE, "text": "lunch?"}, headers=kb)
+                    b_mid = (await r.get_json())["messageId"]
+                    got = await next_event(a_bus, "message.received", text="lunch?")
+                    wa_id = got.data["messageId"]
+                    r = await client.post(f"/api/v1/messages/{wa_id}/reaction",
+                                          json={"emoji": "👍", "chat": B_PHONE}, headers=ka)
+                    assert r.status_code == 200, await r.get_json()
+                    reaction = await b_gets("message.reaction", removed=False)
+                    assert (reaction.data["messageId"], reaction.data["emoji"], reaction.data["chat"],
+                            reaction.data["sender"]) == (wa_id, "👍", ja, ja)
+                    r = await client.post(f"/api/v1/messages/{wa_id}/reaction", json={"emoji": "", "chat": B_PHONE},
+                                          headers=ka)
+                    assert r.status_code == 200
+                    removed = await b_gets("message.reaction", removed=True)
+                    assert removed.data["emoji"] == "" and removed.data["messageId"] == wa_id
+
+                    # B reacts to its own sent message by its gateway id: A sees it
+                    r = await client.post(f"/api/v1/messages/{b_mid}/reaction", json={"emoji": "🔥"}, headers=kb)
+                    assert r.status_code == 200
+                    own = await next_event(a_bus, "message.reaction", emoji="🔥")
+                    assert own.data["messageId"] == wa_id and own.data["sender"] == jb
+
+                    # A edits its own message: B gets the new text; the history notes it
+                    r = await client.post("/api/v1/send-message", json={"to": B_PHONE, "text": "see you at 1"},
+                                          headers=ka)
+                    a_mid = (await r.get_json())["messageId"]
+                    sent = await wait_message(client, ka, a_mid, "sent")
+                    first = await b_gets("message.received", text="see you at 1")
+                    r = await client.put(f"/api/v1/messages/{a_mid}", json={"text": "see you at 2"}, headers=ka)
+                    assert r.status_code == 200, await r.get_json()
+                    edited = await b_gets("message.edited")
+                    assert (edited.data["messageId"], edited.data["text"], edited.data["sender"]) == (
+                        sent["whatsappId"], "see you at 2", ja)
+                    assert first.data["messageId"] == sent["whatsappId"]
+
+                    # A revokes it: B gets message.revoked; GET shows it
+                    r = await client.delete(f"/api/v1/messages/{a_mid}", headers=ka)
+                    assert r.status_code == 200, await r.get_json()
+                    assert (await r.get_json())["action"] == "revoked"
+                    revoked = await b_gets("message.revoked")
+                    assert revoked.data["messageId"] == sent["whatsappId"] and revoked.data["chat"] == ja
+                    detail = await (await client.get(f"/api/v1/messages/{a_mid}", headers=ka)).get_json()
+                    assert "revoked for everyone" in [h["reason"] for h in detail["history"]]
+                    await error_of(await client.put(f"/api/v1/messages/{a_mid}", json={"text": "x"}, headers=ka),
+                                   409, "CONFLICT")
+
+                    # A polls B; B votes: A gets poll.vote with the option names
+                    r = await client.post("/api/v1/send-message", headers=ka, json={
+                        "to": B_PHONE, "poll": {"question": "Where?", "options": ["Pizza", "Sushi", "Tacos"],
+                                                "selectableCount": 2}})
+                    poll_mid = (await r.get_json())["messageId"]
+                    poll = await next_event(b_bus, "message.received", type="poll")
+                    r = await client.post(f"/api/v1/messages/{poll.data['messageId']}/vote",
+                                          json={"options": ["Sushi", "Tacos"], "chat": A_PHONE}, headers=kb)
+                    assert r.status_code == 200, await r.get_json()
+                    vote = await next_event(a_bus, "poll.vote")
+                    validate_event("poll.vote", vote.data, envelope=msgspec.to_builtins(vote))
+                    assert (vote.data["messageId"], vote.data["options"], vote.data["sender"]) == (
+                        poll.data["messageId"], ["Sushi", "Tacos"], jb)
+                    poll_sent = await wait_message(client, ka, poll_mid, "sent")
+                    assert poll_sent["whatsappId"] == poll.data["messageId"]
+                    r = await client.post(f"/api/v1/messages/{poll.data['messageId']}/vote",
+                                          json={"options": ["Nope"], "chat": A_PHONE}, headers=kb)
+                    # a received poll's options are WhatsApp's to check, not the gateway's
+                    assert (await error_of(r, 502, "WHATSAPP_ERROR"))["message"]
+
+                    # a queued (scheduled) message is still cancelled, never revoked
+                    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+                    r = await client.post("/api/v1/send-message", json={"to": B_PHONE, "text": "later",
+                                                                        "sendAt": later}, headers=ka)
+                    r = await client.delete(f"/api/v1/messages/{(await r.get_json())['messageId']}", headers=ka)
+                    assert ((await r.get_json())["action"], (await r.get_json())["status"]) == (
+                        "cancelled", "cancelled")
+
+                # message.received carried none of the actions
+                assert all(e.event != "message.received" or e.data["type"] in ("text", "poll") for e in seen_by_b)
+                # B's webhook got the three subscribed events, signed, in their documented shape
+                await rx.wait(4)
+                secret = (await (await client.get(f"{BASE}/{b['id']}", headers=account.headers)).get_json())[
+                    "webhookSecret"]
+                events = [verify(secret, h, body) for h, body in rx.calls]
+                assert [e["event"] for e in events] == ["message.reaction", "message.reaction", "message.edited",
+                                                        "message.revoked"]
+                for e in events:
+                    validate_event(e["event"], e["data"], envelope=e)

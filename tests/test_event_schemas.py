@@ -91,7 +91,8 @@ _SENT = {
 def test_every_simulated_message_type_maps_to_camel_case_at_every_depth(name):
     data = public(_received(_SENT[name]))
     assert {"messageId", "chat", "sender", "senderPhone", "pushName", "isGroup", "fromMe", "timestampMs", "type",
-            "text", "data"} == set(data)
+            "text", "data", "media"} == set(data)
+    assert data["media"] is None  # filled by the session's host, once it has downloaded the file
 
 
 def test_the_public_fields_of_each_type():

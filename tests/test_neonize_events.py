@@ -178,8 +178,6 @@ def test_lid_sender_without_phone_keeps_the_lid():
     (e2e.Message(pollCreationMessageV3=e2e.PollCreationMessage(
         name="Q", options=[e2e.PollCreationMessage.Option(optionName="a")])),
      "poll", "Q", {"options": ["a"]}),
-    (e2e.Message(reactionMessage=e2e.ReactionMessage(key={"ID": "TARGET", "fromMe": True}, text="👍")),
-     "reaction", "👍", {"message_id": "TARGET", "emoji": "👍", "removed": False, "from_me": True}),
 ])
 def test_message_types(msg, kind, text, fields):
     m = conv.message_received(roundtrip(message_event(msg, chat=jid("15551234567"), sender=jid("15551234567"))))
@@ -202,6 +200,71 @@ def test_protocol_messages_are_dropped_and_other_content_is_unknown():
     other = e2e.Message(buttonsMessage=e2e.ButtonsMessage(contentText="pick"))
     m = conv.message_received(message_event(other, chat=jid("1555"), sender=jid("1555")))
     assert m is not None and m.type == "unknown" and m.data == {"content": "buttonsMessage"}
+
+
+# -- actions on earlier messages: events of their own, never message.received ---------
+
+def _action_of(msg, **kw):
+    ev = roundtrip(message_event(msg, chat=kw.pop("chat", jid("15551234567")),
+                                 sender=kw.pop("sender", jid("15551234567")), ID="3EB0ACT", **kw))
+    assert conv.message_received(ev) is None  # not folded into message.received
+    return conv.message_action(ev)
+
+
+def test_reactions_and_their_removal():
+    from actors import ReactionReceived
+
+    put = _action_of(e2e.Message(reactionMessage=e2e.ReactionMessage(key={"ID": "TARGET", "fromMe": True},
+                                                                     text="👍")))
+    assert put == ReactionReceived(event_id="3EB0ACT", message_id="TARGET", emoji="👍",
+                                   chat="15551234567@s.whatsapp.net", sender="15551234567@s.whatsapp.net",
+                                   sender_phone="+15551234567", timestamp_ms=1_700_000_000_123)
+    gone = _action_of(e2e.Message(reactionMessage=e2e.ReactionMessage(key={"ID": "TARGET"}, text="")),
+                      chat=jid("120363001", "g.us"), sender=jid("987654321", "lid"), sender_alt=jid("15557654321"),
+                      group=True)
+    assert gone.emoji == "" and gone.is_group and gone.chat == "120363001@g.us"
+    assert gone.sender == "15557654321@s.whatsapp.net" and gone.sender_phone == "+15557654321"
+
+
+def test_edits_carry_the_new_text_or_caption():
+    from actors import MessageEdited
+
+    def edit(new):
+        proto = e2e.ProtocolMessage(type=e2e.ProtocolMessage.MESSAGE_EDIT, key={"ID": "TARGET"}, editedMessage=new)
+        # whatsmeow unwraps the editedMessage envelope (IsEdit); unwrap it here in case it did not
+        return _action_of(e2e.Message(editedMessage=e2e.FutureProofMessage(
+            message=e2e.Message(protocolMessage=proto))), IsEdit=True)
+
+    text = edit(e2e.Message(conversation="fixed"))
+    assert isinstance(text, MessageEdited) and (text.message_id, text.text) == ("TARGET", "fixed")
+    assert edit(e2e.Message(imageMessage=e2e.ImageMessage(caption="new caption"))).text == "new caption"
+
+
+def test_revokes_name_the_revoked_message_and_other_protocol_messages_are_nothing():
+    from actors import MessageRevoked
+
+    revoke = _action_of(e2e.Message(protocolMessage=e2e.ProtocolMessage(type=e2e.ProtocolMessage.REVOKE,
+                                                                        key={"ID": "TARGET"})), from_me=True)
+    assert isinstance(revoke, MessageRevoked) and revoke.message_id == "TARGET" and revoke.from_me
+    other = e2e.Message(protocolMessage=e2e.ProtocolMessage(type=e2e.ProtocolMessage.EPHEMERAL_SETTING))
+    assert _action_of(other) is None
+
+
+def test_poll_votes_are_recognised_and_carry_the_option_hashes():
+    import hashlib
+
+    from actors import PollVoted
+
+    msg = e2e.Message(pollUpdateMessage=e2e.PollUpdateMessage(pollCreationMessageKey={"ID": "POLL"}))
+    ev = roundtrip(message_event(msg, chat=jid("15551234567"), sender=jid("15551234567"), ID="3EB0VOTE"))
+    assert conv.message_received(ev) is None and conv.message_action(ev) is None
+    assert conv.poll_update_id(ev) == "POLL"
+    digest = hashlib.sha256(b"Pizza").digest()
+    vote = conv.poll_vote(ev, [digest])
+    assert isinstance(vote, PollVoted) and (vote.poll_id, vote.event_id) == ("POLL", "3EB0VOTE")
+    assert vote.option_hashes == [digest.hex()] and vote.options == []
+    assert conv.poll_update_id(message_event(e2e.Message(conversation="x"), chat=jid("1555"), sender=jid("1555"))) \
+        is None
 
 
 def test_lid_addressed_one_to_one_chat_reports_the_phone_chat():
@@ -329,3 +392,36 @@ def test_error_mapping_keeps_the_go_text(exc, cls):
 def test_transport_errors_pass_through():
     err = RecipientError("bad")
     assert conv.transport_error(err) is err
+
+
+# -- received media: what download_any needs travels with the event ---------------------------
+
+@pytest.mark.parametrize("field, sub", [
+    ("imageMessage", e2e.ImageMessage(mimetype="image/jpeg", fileLength=10, directPath="/v/t62/x", mediaKey=b"k" * 32)),
+    ("videoMessage", e2e.VideoMessage(mimetype="video/mp4", directPath="/v/x")),
+    ("audioMessage", e2e.AudioMessage(mimetype="audio/ogg; codecs=opus", PTT=True, directPath="/v/x")),
+    ("documentMessage", e2e.DocumentMessage(mimetype="application/pdf", fileName="a.pdf", directPath="/v/x")),
+    ("stickerMessage", e2e.StickerMessage(mimetype="image/webp", directPath="/v/x")),
+])
+def test_media_messages_keep_the_message_for_download(field, sub):
+    ev = message_event(e2e.Message(**{field: sub}), chat=jid("15550000004"), sender=jid("15550000004"))
+    got = conv.message_received(ev)
+    assert got is not None and got.media_ref is not None
+    again = conv.media_message(got.media_ref)
+    assert again.HasField(field) and getattr(again, field) == sub  # the keys and the path, intact
+
+
+def test_view_once_media_keeps_the_unwrapped_message():
+    img = e2e.ImageMessage(mimetype="image/jpeg", directPath="/v/x", viewOnce=True)
+    wrapped = e2e.Message(viewOnceMessageV2=e2e.FutureProofMessage(message=e2e.Message(imageMessage=img)))
+    got = conv.message_received(message_event(wrapped, chat=jid("15550000004"), sender=jid("15550000004")))
+    assert got.type == "image" and conv.media_message(got.media_ref).imageMessage == img  # download_any reads it
+
+
+def test_other_messages_carry_no_media_ref_and_a_bad_ref_is_a_clear_error():
+    ev = message_event(e2e.Message(conversation="hi"), chat=jid("15550000004"), sender=jid("15550000004"))
+    assert conv.message_received(ev).media_ref is None
+    with pytest.raises(TransportError, match="no media"):
+        conv.media_message(None)
+    with pytest.raises(TransportError, match="unreadable media reference"):
+        conv.media_message(b"\xff\xff\xff")

@@ -649,3 +649,67 @@ async def test_mark_read_and_chat_presence_never_reach_go_unconnected():
         with pytest.raises(NotConnected):
             await t.send_chat_presence("15552223333@s.whatsapp.net", "composing")
         assert fake.calls == []
+
+
+# -- received media -----------------------------------------------------------------------------
+
+def _image_received() -> MessageReceived:
+    img = Message(imageMessage=pb_e2e().ImageMessage(mimetype="image/jpeg", directPath="/v/t62/x",
+                                                      mediaKey=b"k" * 32, fileLength=4))
+    return MessageReceived(message_id="3EB0IMG", chat="15552223333@s.whatsapp.net",
+                           sender="15552223333@s.whatsapp.net", timestamp_ms=1, type="image",
+                           media_ref=img.SerializeToString())
+
+
+def pb_e2e() -> Any:
+    from neonize.proto.waE2E import WAWebProtobufsE2E_pb2
+    return WAWebProtobufsE2E_pb2
+
+
+async def test_download_media_calls_download_any_with_the_received_message():
+    with trio.fail_after(10):
+        fake = FakeClient()
+        got: list[Any] = []
+        fake.download_any = lambda message: (got.append(message), b"\xff\xd8jpeg")[1]
+        async with trio.open_nursery() as nursery:
+            t, recv, runner = await connected_transport(nursery, fake)
+            assert await t.download_media(_image_received()) == b"\xff\xd8jpeg"
+            await t.disconnect()
+        [message] = got
+        assert message.imageMessage.directPath == "/v/t62/x" and message.imageMessage.mediaKey == b"k" * 32
+
+
+@pytest.mark.parametrize(("go_text", "cls"), [
+    ("download failed with status code 410", TransportError),
+    ("failed to download media: invalid media hmac", TransportError),
+    ("client is nil", NotConnected),
+])
+async def test_download_media_errors_are_mapped(go_text, cls):
+    from neonize.exc import DownloadError
+
+    def fail(message: Any) -> bytes:
+        raise DownloadError(go_text)
+
+    with trio.fail_after(10):
+        fake = FakeClient()
+        fake.download_any = fail
+        async with trio.open_nursery() as nursery:
+            t, recv, runner = await connected_transport(nursery, fake)
+            with pytest.raises(cls) as exc:
+                await t.download_media(_image_received())
+            assert exc.value.reason == go_text and type(exc.value) is cls
+            with pytest.raises(TransportError, match="no media"):  # a message without media never reaches Go
+                await t.download_media(msgspec_replace(_image_received(), media_ref=None))
+            await t.disconnect()
+
+
+async def test_download_media_never_reaches_go_unconnected():
+    fake = FakeClient()
+    fake.download_any = lambda message: pytest.fail("reached Go")
+    with pytest.raises(NotConnected):
+        await make(fake).download_media(_image_received())
+
+
+def msgspec_replace(record: Any, **changes: Any) -> Any:
+    import msgspec
+    return msgspec.structs.replace(record, **changes)

@@ -25,8 +25,8 @@ import msgspec
 import trio
 
 from .._transport import (
-    ConnectFailed, Connected, Disconnected, LoggedOut, NotConnected, PairingTimeout, QRCode, SessionSpec, Transport,
-    TransportEvent,
+    ConnectFailed, Connected, Disconnected, LoggedOut, MessageReceived, NotConnected, PairingTimeout, QRCode,
+    SessionSpec, Transport, TransportEvent,
 )
 from ._backoff import Backoff
 from ._outbox import OutboundQueue, Pacing, Sender
@@ -49,6 +49,9 @@ class ActorHost(Protocol):
         """Everything else the transport reported (QR, messages, receipts, presence, ...)."""
 
     # Optional: a host may also define
+    #     async def message_received(self, session_id: str, event: MessageReceived, transport: Transport) -> None
+    # which the actor then calls for received messages instead of `transport_event`, so that the host
+    # can download their media through the transport; and
     #     async def connected(self, session_id: str, transport: Transport) -> None
     # which the actor runs in a task of its own each time the session becomes CONNECTED (again
     # after every reconnect), to restore what WhatsApp forgets with a connection (presence
@@ -311,6 +314,11 @@ class SessionActor:
             self.qr = None
             self._ever_connected = False
             await self._set_state(SessionState.LOGGED_OUT, event.reason)
+        elif type(event) is MessageReceived:
+            on_message = getattr(self._host, "message_received", None)
+            if on_message is not None:
+                await on_message(self.session_id, event, self.transport)
+                return
         await self._host.transport_event(self.session_id, event)
 
     async def _after_connect(self, hook: Callable[[str, Transport], Awaitable[None]]) -> None:

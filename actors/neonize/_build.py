@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import phonenumbers
-from neonize.proto.Neonize_pb2 import UploadResponse
+from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource, UploadResponse
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
     AudioMessage, ContactMessage, ContextInfo, DocumentMessage, ExtendedTextMessage, ImageMessage, LocationMessage,
     Message, PollCreationMessage, StickerMessage, VideoMessage,
@@ -292,3 +292,23 @@ def chat_presence(state: ChatState) -> tuple[ChatPresence, ChatPresenceMedia]:
         return _CHAT_PRESENCE[state]
     except KeyError:
         raise TransportError(f"unknown chat state {state!r}") from None
+
+
+def edited_content(text: str, caption_of: str | None) -> Message:
+    """The new content an edit carries: a text, or the caption of a media message of kind `caption_of`."""
+    if caption_of is None:
+        return Message(conversation=text)
+    if caption_of == "image":
+        return Message(imageMessage=ImageMessage(caption=text))
+    if caption_of == "video":
+        return Message(videoMessage=VideoMessage(caption=text))
+    if caption_of == "document":
+        return Message(documentMessage=DocumentMessage(caption=text))
+    raise TransportError(f"a {caption_of} message has no caption to edit")
+
+
+def poll_info(chat: JID, author: JID, poll_id: str, *, from_me: bool) -> MessageInfo:
+    """The poll's `MessageInfo`, as whatsmeow's BuildPollVote wants it (it finds the poll's secret by it)."""
+    source = MessageSource(Chat=chat, Sender=author, IsFromMe=from_me, IsGroup=chat.Server == "g.us")
+    return MessageInfo(ID=poll_id, MessageSource=source)
+

@@ -122,8 +122,27 @@ class GoCallbacks:
 
     @go_callback
     def _on_message(self, _client: Any, ev: Any) -> None:
-        if a := self._current():
-            self._deliver(a, nz().conv.message_received(ev))
+        if not (a := self._current()):
+            return
+        conv = nz().conv
+        if conv.poll_update_id(ev) is not None:
+            self._deliver(a, self._poll_vote(ev))
+            return
+        self._deliver(a, conv.message_action(ev) or conv.message_received(ev))
+
+    def _poll_vote(self, ev: Any) -> TransportEvent | None:
+        """Decrypt a vote (a Go call: safe while connected, under the shared lock); None if it cannot be."""
+        lib = nz()
+        with self._lock.read():
+            if not self._connected:
+                return None
+            try:
+                vote = self._client.decrypt_poll_vote(ev)
+            except lib.NeonizeError as exc:
+                log.warning("neonize poll vote not decrypted (session %s): %s", self.session_id,
+                            lib.conv.go_text(exc))
+                return None
+        return lib.conv.poll_vote(ev, vote.selectedOptions)
 
     @go_callback
     def _on_receipt(self, _client: Any, ev: Any) -> None:

@@ -18,8 +18,9 @@ from neonize.proto import Neonize_pb2 as pb
 
 from .._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
 from .._transport import (
-    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, MessageReceived, NotConnected, OnWhatsApp,
-    GroupNotFound, ParticipantResult, Presence, Receipt, RecipientError, TransportError,
+    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, MessageAction, MessageEdited, MessageReceived,
+    MessageRevoked, NotConnected, OnWhatsApp, GroupNotFound, ParticipantResult, PollVoted, Presence,
+    ReactionReceived, Receipt, RecipientError, TransportError,
 )
 
 _KNOWN_SERVERS = frozenset({USER_SERVER, GROUP_SERVER, LID_SERVER, "broadcast", "newsletter"})
@@ -73,8 +74,10 @@ _WRAPPERS = ("ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "viewOn
 # Plumbing that is not a user-visible message.
 _INTERNAL = frozenset({"protocolMessage", "senderKeyDistributionMessage",
                        "fastRatchetKeySenderKeyDistributionMessage", "messageContextInfo", "encReactionMessage",
-                       "pollUpdateMessage", "keepInChatMessage", "pinInChatMessage"})
+                       "reactionMessage", "pollUpdateMessage", "keepInChatMessage", "pinInChatMessage"})
 _WAID = re.compile(r"waid=(\d+)")
+# Types whose bytes live on WhatsApp's media servers: their MessageReceived keeps the message for download_any.
+MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
 
 
 def _unwrap(msg: Any) -> Any:
@@ -134,10 +137,6 @@ def _content(msg: Any) -> tuple[str, Any, str | None, dict[str, object]]:
             m = getattr(msg, field)
             return "poll", m, m.name, {"question": m.name, "options": [o.optionName for o in m.options],
                                        "selectable_count": m.selectableOptionsCount}
-    if msg.HasField("reactionMessage"):
-        m = msg.reactionMessage
-        return "reaction", None, m.text or None, {"message_id": m.key.ID, "emoji": m.text,
-                                                  "removed": not m.text, "from_me": m.key.fromMe}
     return "unknown", None, None, {}
 
 
@@ -187,15 +186,80 @@ def message_received(ev: pb.Message) -> MessageReceived | None:
             data["mentions"] = list(ctx.mentionedJID)
     if ev.IsViewOnce:
         data["view_once"] = True
-    if ev.IsEdit:
-        data["edited"] = True
     author = _pn_first(sender, sender_alt) or chat
     return MessageReceived(
         message_id=info.ID, chat=chat, sender=author,
         sender_phone=phone_from_jid(author) or (phone_from_jid(sender_alt) if sender_alt else None),
         push_name=info.Pushname or None, is_group=src.IsGroup, from_me=src.IsFromMe,
         timestamp_ms=info.Timestamp, type=kind, text=text, data=data,
+        media_ref=msg.SerializeToString() if kind in MEDIA_KINDS else None,
     )
+
+
+def media_message(ref: bytes | None) -> Any:
+    """The waE2E.Message a `media_ref` holds, for `download_any` (it carries the keys and the path)."""
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    if not ref:
+        raise TransportError("the message carries no media to download")
+    try:
+        return Message.FromString(ref)
+    except Exception as exc:  # protobuf's DecodeError
+        raise TransportError(f"unreadable media reference: {exc}") from None
+
+
+# -- actions on earlier messages ---------------------------------------------------
+
+_REVOKE, _EDIT = 0, 14  # waE2E.ProtocolMessage.Type REVOKE and MESSAGE_EDIT
+
+
+def message_action(ev: pb.Message) -> MessageAction | None:
+    """A reaction, an edit or a revoke carried by a `MessageEv`; None for anything else (a poll vote
+    needs Go to decrypt it: `poll_vote`)."""
+    msg = _unwrap(ev.Message)
+    if msg.HasField("reactionMessage"):
+        m = msg.reactionMessage
+        return _action(ev, ReactionReceived, message_id=m.key.ID, emoji=m.text)
+    if msg.HasField("protocolMessage"):
+        m = msg.protocolMessage
+        if m.type == _REVOKE and m.key.ID:
+            return _action(ev, MessageRevoked, message_id=m.key.ID)
+        if m.type == _EDIT and m.key.ID:
+            _, _, text, _ = _content(_unwrap(m.editedMessage))
+            return _action(ev, MessageEdited, message_id=m.key.ID, text=text)
+    return None
+
+
+def poll_update_id(ev: pb.Message) -> str | None:
+    """The poll a `MessageEv` votes on, when it is a poll vote (decrypt it with `decrypt_poll_vote`)."""
+    msg = _unwrap(ev.Message)
+    if msg.HasField("pollUpdateMessage"):
+        return msg.pollUpdateMessage.pollCreationMessageKey.ID or None
+    return None
+
+
+def poll_vote(ev: pb.Message, selected: Any) -> PollVoted | None:
+    """A decrypted vote (`PollVoteMessage.selectedOptions`: SHA-256 digests of the option names)."""
+    poll_id = poll_update_id(ev)
+    if poll_id is None:
+        return None
+    return _action(ev, PollVoted, poll_id=poll_id, option_hashes=[bytes(h).hex() for h in selected])
+
+
+def _action(ev: pb.Message, kind: type[MessageAction], **fields: Any) -> Any:
+    info = ev.Info
+    src = info.MessageSource
+    chat, sender, sender_alt = jid_str(src.Chat), jid_str(src.Sender), jid_str(src.SenderAlt)
+    if not info.ID or chat is None:
+        return None
+    if not src.IsGroup and chat.endswith("@" + LID_SERVER):
+        alt = jid_str(src.RecipientAlt) if src.IsFromMe else sender_alt
+        if alt and phone_from_jid(alt):
+            chat = alt
+    author = _pn_first(sender, sender_alt) or chat
+    return kind(event_id=info.ID, chat=chat, sender=author,
+                sender_phone=phone_from_jid(author) or (phone_from_jid(sender_alt) if sender_alt else None),
+                is_group=src.IsGroup, from_me=src.IsFromMe, timestamp_ms=info.Timestamp, **fields)
 
 
 # -- receipts and presence ------------------------------------------------------

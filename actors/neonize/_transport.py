@@ -60,8 +60,8 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ChatState, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, NotConnected, OnWhatsApp,
-    PairingTimeout, ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
+    ChatState, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, MessageReceived, NotConnected,
+    OnWhatsApp, PairingTimeout, ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
 )
 from ._attempt import Attempt, nz
 from ._callbacks import GoCallbacks
@@ -292,9 +292,7 @@ class NeonizeTransport(GoCallbacks):
                     raise NotConnected()
                 return self._client.upload(data, media_type)
         built = await self._in_thread(lambda: lib.build.build_message(message, upload))
-        resp = await self._call(self._client.send_message, to, built)
-        sent_at = resp.Timestamp if resp.Timestamp > 0 else time.time()  # Go sends seconds
-        return SendResult(message_id=resp.ID, timestamp_ms=int(sent_at * 1000))
+        return _sent(await self._call(self._client.send_message, to, built))
 
     async def is_on_whatsapp(self, phone_numbers: list[str]) -> list[OnWhatsApp]:
         conv = nz().conv
@@ -356,6 +354,57 @@ class NeonizeTransport(GoCallbacks):
         chat_jid, sender_jid = lib.conv.parse_jid(chat), lib.conv.parse_jid(sender)
         await self._call(lambda: self._client.mark_read(*message_ids, chat=chat_jid, sender=sender_jid,
                                                         receipt=lib.enum.ReceiptType.READ))
+
+    async def download_media(self, message: MessageReceived) -> bytes:
+        """`download_any` on the received message (its `media_ref`): fetched and decrypted by whatsmeow."""
+        proto = nz().conv.media_message(message.media_ref)
+        data = await self._call(self._client.download_any, proto)
+        if not data:
+            raise TransportError("WhatsApp returned no media bytes")
+        return bytes(data)
+
+
+    # -- actions on earlier messages ------------------------------------------------------
+    # `sender` (the target's author) defaults to this account: `get_me()` is safe inside `_call`.
+
+    async def react(self, chat: str, message_id: str, emoji: str, *, sender: str | None = None) -> SendResult:
+        chat_jid, author = self._jids(chat, sender)
+
+        def work() -> Any:
+            built = self._client.build_reaction(chat_jid, author or self._client.get_me().JID, message_id, emoji)
+            return self._client.send_message(chat_jid, built)
+        return _sent(await self._call(work))
+
+    async def edit_message(self, chat: str, message_id: str, text: str, *,
+                           caption_of: str | None = None) -> SendResult:
+        chat_jid, _ = self._jids(chat, None)
+        content = nz().build.edited_content(text, caption_of)
+        return _sent(await self._call(self._client.edit_message, chat_jid, message_id, content))
+
+    async def revoke_message(self, chat: str, message_id: str, *, sender: str | None = None) -> SendResult:
+        chat_jid, author = self._jids(chat, sender)
+        return _sent(await self._call(lambda: self._client.revoke_message(
+            chat_jid, author or self._client.get_me().JID, message_id)))
+
+    async def vote_poll(self, chat: str, poll_id: str, options: list[str], *,
+                        sender: str | None = None) -> SendResult:
+        lib = nz()
+        chat_jid, author = self._jids(chat, sender)
+
+        def work() -> Any:
+            info = lib.build.poll_info(chat_jid, author or self._client.get_me().JID, poll_id,
+                                       from_me=author is None)
+            return self._client.send_message(chat_jid, self._client.build_poll_vote(info, list(options)))
+        return _sent(await self._call(work))
+
+    def _jids(self, chat: str, sender: str | None) -> tuple[Any, Any]:
+        conv = nz().conv
+        return conv.parse_jid(chat), None if sender is None else conv.parse_jid(sender)
+
+
+def _sent(resp: Any) -> SendResult:
+    sent_at = resp.Timestamp if resp.Timestamp > 0 else time.time()  # Go sends seconds
+    return SendResult(message_id=resp.ID, timestamp_ms=int(sent_at * 1000))
 
 
 def _group(jid: str) -> Any:

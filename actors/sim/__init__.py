@@ -8,11 +8,12 @@ decoders from this package.
 from ._link import SimLink, SimLinkStatistics
 from ._protocol import (
     CONTROL_MARGIN, CONTROL_PATH, DEFAULT_WINDOW, MAX_MESSAGE_SIZE, NIL, PROTOCOL_VERSION, Ack, AnyOp, Attach, Call,
-    ClientFrame, ContactsOp, ControlReply, ControlRequest, CreateGroupOp, Creds, Detach, End, EndKind, ErrorKind,
-    Frame, GroupInfoOp, Hello, LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Op, Paired,
-    PairPhoneOp, Push, RecordCounts, RecordEntry, Reply, SendOp, SendPresenceOp, ServerFrame, SessionInfo, SimStats,
-    SubscribePresenceOp, TypingOp, UpdateParticipantsOp, Welcome, client_frames_decoder, control_encoder,
-    control_reply_decoder, control_request_decoder, link_encoder, server_frames_decoder,
+    ClientFrame, ContactsOp, ControlReply, ControlRequest, CreateGroupOp, Creds, Detach, DownloadMediaOp, EditOp, End,
+    EndKind, ErrorKind, Frame, GroupInfoOp, Hello, LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Op,
+    Paired,
+    PairPhoneOp, Push, ReactOp, RecordCounts, RecordEntry, Reply, RevokeOp, SendOp, SendPresenceOp, ServerFrame,
+    SessionInfo, SimStats, SubscribePresenceOp, TypingOp, UpdateParticipantsOp, VoteOp, Welcome, client_frames_decoder,
+    control_encoder, control_reply_decoder, control_request_decoder, link_encoder, server_frames_decoder,
 )
 from ._transport import SimTransport, SimTransportFactory, open_sim_transport_factory
 
@@ -25,5 +26,6 @@ __all__ = [
     "SendPresenceOp", "ServerFrame", "SessionInfo", "SimLink", "SimLinkStatistics", "SimStats", "SimTransport",
     "SimTransportFactory", "SubscribePresenceOp", "TypingOp", "UpdateParticipantsOp", "Welcome",
     "client_frames_decoder", "control_encoder", "control_reply_decoder", "control_request_decoder", "link_encoder",
-    "open_sim_transport_factory", "server_frames_decoder",
+    "open_sim_transport_factory", "server_frames_decoder", "EditOp", "ReactOp", "RevokeOp", "VoteOp",
+    "DownloadMediaOp",
 ]

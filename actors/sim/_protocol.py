@@ -130,8 +130,41 @@ class PairPhoneOp(Op, tag="pair_phone"):
     phone: str
 
 
+class ReactOp(Op, tag="react"):
+    chat: str
+    message_id: str
+    emoji: str
+    sender: str | None = None  # the message's author; None: the caller
+
+
+class EditOp(Op, tag="edit"):
+    chat: str
+    message_id: str
+    text: str
+
+
+class RevokeOp(Op, tag="revoke"):
+    chat: str
+    message_id: str
+    sender: str | None = None
+
+
+class VoteOp(Op, tag="vote"):
+    chat: str
+    poll_id: str
+    options: list[str]
+    sender: str | None = None
+
+
+class DownloadMediaOp(Op, tag="download_media"):
+    """The bytes of media this session received (the `media_ref` of its MessageReceived)."""
+
+    media_id: str
+
+
 AnyOp = (SendOp | OnWhatsAppOp | ContactsOp | ListGroupsOp | CreateGroupOp | GroupInfoOp | UpdateParticipantsOp
-         | LeaveGroupOp | SendPresenceOp | SubscribePresenceOp | TypingOp | MarkReadOp | LogoutOp | PairPhoneOp)
+         | LeaveGroupOp | SendPresenceOp | SubscribePresenceOp | TypingOp | MarkReadOp | LogoutOp | PairPhoneOp
+         | ReactOp | EditOp | RevokeOp | VoteOp | DownloadMediaOp)
 
 
 # -- client → server ----------------------------------------------------------

@@ -38,14 +38,15 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ChatState, ConnectFailed, Connected, ContactInfo, EventSendChannel, GroupInfo, NotConnected, OnWhatsApp,
-    PairingTimeout, ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
+    ChatState, Connected, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, MessageReceived, NotConnected,
+    OnWhatsApp, PairingTimeout, ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
 )
 from ._link import SimLink, SimLinkStatistics
 from ._protocol import (
-    CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, End, GroupInfoOp,
-    LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, SendOp,
-    SendPresenceOp, ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp,
+    CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, EditOp, End, GroupInfoOp,
+    LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, ReactOp, RevokeOp,
+    SendOp, SendPresenceOp, ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp, VoteOp,
+    DownloadMediaOp,
 )
 from ._store import SimDeviceStore
 
@@ -355,6 +356,29 @@ class SimTransport:
 
     async def mark_read(self, chat: str, message_ids: list[str], sender: str) -> None:
         await self._call(MarkReadOp(chat=chat, message_ids=list(message_ids), sender=sender), None)
+
+    async def react(self, chat: str, message_id: str, emoji: str, *, sender: str | None = None) -> SendResult:
+        op = ReactOp(chat=chat, message_id=message_id, emoji=emoji, sender=sender)
+        return await self._call(op, SendResult)  # type: ignore[return-value]
+
+    async def edit_message(self, chat: str, message_id: str, text: str, *,
+                           caption_of: str | None = None) -> SendResult:
+        return await self._call(EditOp(chat=chat, message_id=message_id, text=text), SendResult)  # type: ignore[return-value]
+
+    async def revoke_message(self, chat: str, message_id: str, *, sender: str | None = None) -> SendResult:
+        op = RevokeOp(chat=chat, message_id=message_id, sender=sender)
+        return await self._call(op, SendResult)  # type: ignore[return-value]
+
+    async def vote_poll(self, chat: str, poll_id: str, options: list[str], *,
+                        sender: str | None = None) -> SendResult:
+        op = VoteOp(chat=chat, poll_id=poll_id, options=list(options), sender=sender)
+        return await self._call(op, SendResult)  # type: ignore[return-value]
+
+    async def download_media(self, message: MessageReceived) -> bytes:
+        if message.media_ref is None:
+            raise TransportError("the message carries no media to download")
+        op = DownloadMediaOp(media_id=message.media_ref.decode("ascii", "replace"))
+        return await self._call(op, bytes)  # type: ignore[return-value]
 
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PAIRING_DEADLINE", "SimDeviceStore",

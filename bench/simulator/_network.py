@@ -12,10 +12,13 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Protocol
 
-from actors import Connected, LoggedOut, MessageReceived, QRCode, Receipt, TransportEvent, is_group_jid
+from actors import (
+    Connected, LoggedOut, MediaContent, MessageReceived, PollContent, QRCode, Receipt, TransportEvent, is_group_jid,
+)
 from actors.sim import (
     DEFAULT_WINDOW, Attach, Creds, End, Paired, Push, RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats,
 )
@@ -24,6 +27,7 @@ from ._model import (
     Account, Device, Item, OpError, Outbox, ReceiptTicket, Slot, describe, jid_of, new_message_id, new_pair_code,
     new_qr_code, normalize_phone, record_text, recipient_error,
 )
+from ._actions import ActionsMixin
 from ._social import SocialMixin
 
 log = logging.getLogger("bench.simulator")
@@ -40,7 +44,7 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Network(SocialMixin):
+class Network(ActionsMixin, SocialMixin):
     def __init__(self, scheduler: Scheduler, *, autopair: float | None = None, receipt_delay: float = 0.5,
                  qr_interval: float = DEFAULT_QR_INTERVAL, now_ms: Callable[[], int] = wall_ms,
                  rng: random.Random | None = None, open_world: bool = True) -> None:
@@ -66,6 +70,7 @@ class Network(SocialMixin):
         self.record: list[RecordEntry] = []
         self.sent: dict[tuple[str, str], int] = {}  # (sender jid, message id) → timestamp
         self.counters = dict(events_pushed=0, receipts=0, send_failures=0, backlog_dropped=0)
+        self.media = MediaVault()  # media bytes sent, for their recipients to download
         super().__init__()
 
     # -- registry -----------------------------------------------------------
@@ -376,12 +381,18 @@ class Network(SocialMixin):
             recipients = [recipient]
         ts = self.now_ms()
         self.sent[(sender.jid, message_id)] = ts
+        if isinstance(message.content, PollContent):  # votes are checked against it (`_actions`)
+            self.polls[(sender.jid, message_id)] = (list(message.content.options), message.content.selectable_count)
         self._record(message_id, sender, message.to, kind, ts, session_id, text, duplicate=False)
         is_group = is_group_jid(message.to)
+        media_ref = None
+        if isinstance(message.content, MediaContent):
+            media_ref = self.media.put(message.content.data, (r.jid for r in recipients)).encode()
         for recipient in recipients:
             event = MessageReceived(message_id=message_id, chat=message.to if is_group else sender.jid,
                                     sender=sender.jid, sender_phone=sender.phone, push_name=sender.push_name,
-                                    is_group=is_group, timestamp_ms=ts, type=kind, text=text, data=data)
+                                    is_group=is_group, timestamp_ms=ts, type=kind, text=text, data=data,
+                                    media_ref=media_ref)
             ticket = ReceiptTicket(sender, message_id, message.to if is_group else recipient.jid,
                                    recipient.jid if is_group else None)
             if not is_group:
@@ -427,3 +438,37 @@ class Network(SocialMixin):
         for device in list(account.devices.values()):
             if device.slot is not None:
                 self.push(device, Item(event, durable=False))
+
+
+MEDIA_VAULT_BYTES: Final = 256 * 1024 * 1024
+
+
+class MediaVault:
+    """The bytes of media the network carried, kept for their recipients to download, like WhatsApp's
+    media servers. An LRU bounded in total bytes (`max_bytes`): the oldest go first, and a file larger
+    than the whole vault is not kept (its download then fails, as an expired one does)."""
+
+    def __init__(self, max_bytes: int = MEDIA_VAULT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[str, tuple[bytes, frozenset[str]]] = OrderedDict()
+
+    def put(self, data: bytes, readers: Iterable[str]) -> str:
+        """Keep `data` for the accounts `readers` (JIDs); returns its media id."""
+        media_id = secrets.token_hex(16)
+        if len(data) > self.max_bytes:
+            return media_id
+        while self._items and self.size + len(data) > self.max_bytes:
+            _, (old, _) = self._items.popitem(last=False)
+            self.size -= len(old)
+        self._items[media_id] = (data, frozenset(readers))
+        self.size += len(data)
+        return media_id
+
+    def get(self, media_id: str, reader: str) -> bytes:
+        """The bytes of `media_id` for the account `reader`; OpError if it never got them or they expired."""
+        item = self._items.get(media_id)
+        if item is None or reader not in item[1]:
+            raise OpError("error", "media not found: expired, or never sent to this account")
+        self._items.move_to_end(media_id)
+        return item[0]

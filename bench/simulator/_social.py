@@ -30,6 +30,7 @@ from actors.sim import (
     AnyOp,
     ContactsOp,
     CreateGroupOp,
+    DownloadMediaOp,
     GroupInfoOp,
     LeaveGroupOp,
     ListGroupsOp,
@@ -42,6 +43,10 @@ from actors.sim import (
     SubscribePresenceOp,
     TypingOp,
     UpdateParticipantsOp,
+    ReactOp,
+    EditOp,
+    RevokeOp,
+    VoteOp,
 )
 
 from ._model import Account, Device, Group, Item, OpError, Outbox, jid_of, normalize_phone, recipient_error
@@ -98,6 +103,16 @@ class SocialMixin:
                 self.mark_read(me, chat, message_ids, sender)
             case LogoutOp():
                 self.revoke(device)
+            case DownloadMediaOp(media_id=media_id):
+                return self.media.get(media_id, me.jid)
+            case ReactOp():
+                return self.react(me, op)
+            case EditOp():
+                return self.edit(me, op)
+            case RevokeOp():
+                return self.revoke_message(me, op)
+            case VoteOp():
+                return self.vote(me, op)
             case _:  # pragma: no cover - the op union is closed
                 raise OpError("error", f"unsupported operation {type(op).__name__}")
         return None
@@ -256,9 +271,12 @@ class SocialMixin:
     def mark_read(self: Network, me: Account, chat: str, message_ids: list[str], sender: str) -> None:
         """`me` read `sender`'s messages in `chat`: a `read` receipt for the ones `sender` sent goes to
         `sender`'s devices (ids it never sent are ignored, as WhatsApp does)."""
-        author = self.accounts.get(normalize_phone(sender) or "")
-        if author is None:
+        phone = normalize_phone(sender)
+        if not self.is_registered(phone):
             raise recipient_error(f"{sender} is not on WhatsApp")
+        author = self.accounts.get(phone or "")
+        if author is None:  # on WhatsApp (an open world) but never wrote anything: nothing to read
+            return
         is_group = chat.endswith("@g.us")
         if is_group:
             self.member_group(me, chat)

@@ -13,6 +13,7 @@ from typing import Any, Final, NamedTuple
 from .._requests import CreateSession, PairingCodeRequest, SendMessage, SendMessages, UpdateSession
 from .chats import MarkRead, SetChatPresence, SetPresence, SubscribePresence
 from .directory import ChangeParticipants, CreateGroup, UpsertContact
+from .message_actions import EditMessage, React, VotePoll
 from .messages import RescheduleMessage
 from .tokens import CreateToken
 
@@ -75,6 +76,14 @@ EXAMPLES: Final[dict[type, dict[str, Example]]] = {
     MarkRead: {"direct": Example("A received message, by its WhatsApp id", {"messageId": "3EB0C767D26A1D8A1B2C"}),
                "group": Example("In a group, with its author", {"messageId": "3EB0C767D26A1D8A1B2C",
                                                                   "sender": "+15551234567"})},
+    React: {"own": Example("React to a message, by its messageId", {"emoji": "👍"}),
+            "remove": Example("Remove the reaction", {"emoji": ""}),
+            "received": Example("React to a received message, by its WhatsApp id",
+                                {"emoji": "❤️", "chat": "+15551234567"})},
+    EditMessage: {"fix": Example("Fix a typo", {"text": "Hello from the API (edited)"})},
+    VotePoll: {"own": Example("Vote on a poll", {"options": ["Pizza"]}),
+               "received": Example("Vote on a received poll", {"options": ["Pizza", "Sushi"],
+                                                               "chat": "+15551234567"})},
     CreateToken: {"ci": Example("A token for CI that expires in 90 days", {"name": "ci", "expiresInDays": 90}),
                   "crm": Example("A token that does not expire", {"name": "crm"})},
 }

@@ -65,6 +65,14 @@ class MessageSummary(Answer):
     updated_at: str
 
 
+class MessageRemoved(MessageSummary):
+    """The answer to DELETE /messages/:id: what was done to the message, and the message now."""
+
+    action: Annotated[Literal["cancelled", "revoked"], Meta(description=(
+        "`cancelled`: it was still queued and will never be sent; `revoked`: it was sent and is now deleted "
+        "for everyone."))]
+
+
 class MessageOut(MessageSummary):
     history: list[StatusChange]
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from .._media_store import MEDIA_ID
 from .._patterns import GROUP_JID_PATTERN, PHONE_PATTERN, RECIPIENT_PATTERN
 from .._requests import SCHEMA_RULES, WHOLE_MARK
 from ..errors import RateLimitExceeded, Unauthorized
@@ -24,6 +25,8 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
             "examples": ["120363041234567890@g.us"]},
     "chat": {"type": "string", "pattern": RECIPIENT_PATTERN, "maxLength": 64,
              "description": "A phone number, a user JID or a group JID.", "examples": ["1234567890"]},
+    "media_id": {"type": "string", "pattern": "^" + MEDIA_ID.pattern + "$",
+                 "description": "`media.id` of a `message.received`.", "examples": ["med_" + "0" * 32]},
 }
 
 _SECURITY = {

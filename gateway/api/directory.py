@@ -20,15 +20,22 @@ from ._routing import Api, Auth, Ctx, Live
 from ._schemas import Answer
 
 
+ContactName = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
 class UpsertContact(Request):
+    """`fullName` is the seed's name for the contact's name; `name` is accepted as the same field."""
+
     phone_number: PhoneNumber
-    name: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    full_name: Annotated[ContactName | None, Meta(description="The contact's name.")] = None
+    name: Annotated[ContactName | None, Meta(description="Older spelling of `fullName`; give one of the two.")] = None
 
 
 class Contact(Answer):
     phone_number: str
     jid: str
-    name: str | None
+    full_name: str | None
+    name: Annotated[str | None, Meta(description="The same as `fullName` (kept for older clients).")]
     created_at: str
     updated_at: str
 
@@ -96,7 +103,7 @@ class Left(Answer):
 
 
 def contact_out(c: ContactRecord) -> Contact:
-    return Contact(phone_number=c.phone_number, jid=user_jid(c.phone_number), name=c.name,
+    return Contact(phone_number=c.phone_number, jid=user_jid(c.phone_number), full_name=c.name, name=c.name,
                    created_at=iso_ms(c.created_at) or "", updated_at=iso_ms(c.updated_at) or "")
 
 
@@ -154,9 +161,13 @@ def _register_contacts(api: Api) -> None:
     async def upsert_contact(ctx: Ctx) -> Contact:
         """Create or update a contact, keyed by its phone number."""
         phone = phone_at(ctx.body.phone_number, "$.phoneNumber")
+        full_name, name = ctx.body.full_name, ctx.body.name
+        if full_name is not None and name is not None and full_name != name:
+            raise ValidationError.at("$.name", "give fullName or name, not two different names")
         at = ctx.gateway.clock.now_ms()
         stored = await ctx.gateway.store.upsert_contact(ContactRecord(
-            session_id=ctx.session.session_id, phone_number=phone, name=ctx.body.name, created_at=at, updated_at=at))
+            session_id=ctx.session.session_id, phone_number=phone, name=full_name if full_name is not None else name,
+            created_at=at, updated_at=at))
         return contact_out(stored)
 
     @api.route("GET", "/contacts/<phone>", summary="Get contact", tag="Contacts", auth=Auth.SESSION, answer=Contact,

@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 from quart import Response
 
+from .._actions import SENT_STATES
 from .._patterns import RECIPIENT_PATTERN
 from .._phone import recipient_at
 from .._queue import MessageQuery
@@ -16,16 +17,16 @@ from .._requests import Request, SendMessage, SendMessages, SendMessagesRaw
 from .._send import Idempotency, Outcome, Reply
 from ..errors import (
     Conflict, IdempotencyKeyReused, MediaToolUnavailable, NotFound, RateLimitExceeded, SessionNotConnected,
-    Unauthorized, ValidationError,
+    Unauthorized, ValidationError, WhatsAppError,
 )
 from ..store import MessageRecord, MessageStatus, iso_ms
 from ._errors import PayloadTooLarge, describe
 from ._message_schemas import (
-    BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageList, MessageOut, MessageSummary, QueueCancelled,
-    StatusChange,
+    BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageList, MessageOut, MessageRemoved, MessageSummary,
+    QueueCancelled, StatusChange,
 )
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
-from ._routing import JSON, Api, Auth, Ctx, Param
+from ._routing import JSON, Api, Auth, Ctx, Live, Param
 from ._schemas import fields_of
 
 TAG = "Messages"
@@ -111,13 +112,23 @@ def _register_queue(api: Api) -> None:
             raise ValidationError.at("query.status", "must be queued: only queued messages can be cancelled")
         return QueueCancelled(cancelled=await ctx.gateway.queue.cancel_all(ctx.session))
 
-    @api.route("DELETE", "/messages/<message_id>", summary="Cancel a queued message", tag=TAG, auth=Auth.SESSION,
-               answer=MessageSummary, errors=[Unauthorized, NotFound, Conflict])
-    async def cancel_message(ctx: Ctx, message_id: str) -> MessageSummary:
-        """A message still `queued` (ready or scheduled) becomes `cancelled` and is never sent. If the
-        session claimed it first (it is `sending`, or later), the answer is 409 naming its status:
-        exactly one of the cancel and the send wins."""
-        return message_summary(await ctx.gateway.queue.cancel(ctx.session, message_id))
+    @api.route("DELETE", "/messages/<message_id>", summary="Cancel a queued message, or revoke a sent one",
+               tag=TAG, auth=Auth.SESSION, answer=MessageRemoved,
+               errors=[Unauthorized, NotFound, Conflict, SessionNotConnected, WhatsAppError], live=Live.OWNER)
+    async def remove_message(ctx: Ctx, message_id: str) -> MessageRemoved:
+        """A message still `queued` (ready or scheduled) becomes `cancelled` and is never sent (`action`
+        `cancelled`). If the session claimed it first (it is `sending`), the answer is 409: exactly one of
+        the cancel and the send wins. A message already sent (`sent`, `delivered` or `read`) is deleted
+        for everyone on WhatsApp instead (`action` `revoked`; the session must be connected): its status
+        stays, its history gets a `revoked for everyone` entry, and the recipient gets `message.revoked`.
+        The id is the gateway's `messageId` or the message's WhatsApp id."""
+        actions = ctx.gateway.actions
+        own = await actions.find_own(ctx.session, message_id)
+        if own is not None and own.status in SENT_STATES:
+            revoked = await actions.revoke(ctx.session, own)
+            return MessageRemoved(**fields_of(message_summary(revoked)), action="revoked")
+        cancelled = await ctx.gateway.queue.cancel(ctx.session, own.id if own is not None else message_id)
+        return MessageRemoved(**fields_of(message_summary(cancelled)), action="cancelled")
 
     @api.route("PATCH", "/messages/<message_id>", summary="Reschedule a scheduled message", tag=TAG,
                auth=Auth.SESSION, body=RescheduleMessage, answer=MessageSummary,

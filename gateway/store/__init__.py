@@ -10,13 +10,13 @@ the columns and row mappers they share.
 from __future__ import annotations
 
 from ._ports import (
-    AccountStore, ClusterStore, ContactStore, MessageStore, OutboxStore, SessionStore, Store, StoreConflict, StoreError,
-    StoreLifecycle,
+    AccountStore, ClusterStore, ContactStore, MediaRecordStore, MessageStore, OutboxStore, SessionStore, Store,
+    StoreConflict, StoreError, StoreLifecycle,
 )
 from ._records import (
     MESSAGE_STATUS_RANK, SESSION_MUTABLE_FIELDS, ApiToken, ContactRecord, Fence, HeldLease, IdempotencyRecord,
-    LeaseOwner, MessageRecord, MessageStatus, NodeRecord, PasswordReset, QueueDepth, Renewal, SessionRecord,
-    StatusEntry, User, WebSession, iso_ms,
+    LeaseOwner, MediaRecord, MessageRecord, MessageStatus, NodeRecord, PasswordReset, QueueDepth, Renewal,
+    SessionRecord, StatusEntry, User, WebSession, iso_ms,
 )
 
 
@@ -39,7 +39,8 @@ async def open_store(url: str, *, sqlite_synchronous: str = "normal") -> Store:
 
 
 __all__ = [
-    "AccountStore", "ClusterStore", "ContactStore", "MessageStore", "OutboxStore", "SessionStore", "StoreLifecycle",
+    "AccountStore", "ClusterStore", "ContactStore", "MediaRecord", "MediaRecordStore", "MessageStore", "OutboxStore",
+    "SessionStore", "StoreLifecycle",
     "ContactRecord", "Fence", "HeldLease", "LeaseOwner", "NodeRecord", "Renewal",
     "MESSAGE_STATUS_RANK", "IdempotencyRecord", "MessageRecord", "MessageStatus", "QueueDepth", "StatusEntry",
     "SESSION_MUTABLE_FIELDS", "ApiToken", "PasswordReset", "SessionRecord", "Store",

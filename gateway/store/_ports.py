@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._records import (
-    ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
-    PasswordReset, QueueDepth, Renewal, SessionRecord, StatusEntry, User, WebSession,
+    ApiToken, ContactRecord, Fence, IdempotencyRecord, LeaseOwner, MediaRecord, MessageRecord, MessageStatus,
+    NodeRecord, PasswordReset, QueueDepth, Renewal, SessionRecord, StatusEntry, User, WebSession,
 )
 
 if TYPE_CHECKING:
@@ -321,6 +321,20 @@ class PresenceStore(Protocol):
         """The JIDs the session follows, in order."""
 
 
+class MediaRecordStore(Protocol):
+    """What the gateway knows of each incoming media file (its bytes are in the `MediaStore`)."""
+
+    async def add_media(self, record: MediaRecord) -> None: ...
+
+    async def get_media(self, media_id: str) -> MediaRecord | None: ...
+
+    async def delete_media(self, media_id: str) -> bool:
+        """Forget one file's record; False if there was none."""
+
+    async def delete_media_before(self, before: int, limit: int) -> list[MediaRecord]:
+        """Forget up to `limit` records created before `before` (ms), oldest first; return them."""
+
+
 class Store(StoreLifecycle, AccountStore, SessionStore, MessageStore, ContactStore, OutboxStore, ClusterStore,
-            PresenceStore, Protocol):
+            PresenceStore, MediaRecordStore, Protocol):
     """The whole store: the one type the rest of the gateway holds."""

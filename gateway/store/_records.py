@@ -220,3 +220,15 @@ class Renewal(msgspec.Struct, frozen=True, kw_only=True):
     leases: list[HeldLease]  # every lease the node still held, now extended
     live_nodes: int  # nodes whose heartbeat is current, this one included
     wanted: int  # sessions whose owner wants them online (connect_on_start)
+
+
+class MediaRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An incoming media file a session downloaded; the bytes live in the media store, by `id`."""
+
+    id: str
+    session_id: str
+    mimetype: str
+    size: int  # bytes
+    sha256: str  # hex
+    filename: str | None = None
+    created_at: int

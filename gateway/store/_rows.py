@@ -25,8 +25,8 @@ from actors import SessionState
 
 from ..webhooks import AttemptRecord, Delivery, DeliveryStatus
 from ._records import (
-    ApiToken, ContactRecord, HeldLease, IdempotencyRecord, LeaseOwner, MessageRecord, MessageStatus, NodeRecord,
-    PasswordReset, SESSION_MUTABLE_FIELDS, SessionRecord, StatusEntry, User, WebSession,
+    ApiToken, ContactRecord, HeldLease, IdempotencyRecord, LeaseOwner, MediaRecord, MessageRecord, MessageStatus,
+    NodeRecord, PasswordReset, SESSION_MUTABLE_FIELDS, SessionRecord, StatusEntry, User, WebSession,
 )
 
 USER_COLUMNS: Final = "id, email, password_hash, created_at"
@@ -50,6 +50,7 @@ DELIVERY_COLUMNS: Final = (
     "claimed_until, last_status, last_error, finished_at")
 ATTEMPT_COLUMNS: Final = "attempt, started_at, finished_at, outcome, status_code, error"
 LEASE_OWNER_COLUMNS: Final = "l.session_id, l.node_id, l.epoch, n.address, n.token"
+MEDIA_COLUMNS: Final = "id, session_id, mimetype, size, sha256, filename, created_at"
 
 # The reasons the store itself writes into a message's history.
 INTERRUPTED: Final = "interrupted before the send was confirmed"
@@ -277,3 +278,8 @@ def lease_owner(r: Any) -> LeaseOwner:
 def held_lease(r: Any) -> HeldLease:
     """A renewed lease: session id, epoch, and its session's connect_on_start."""
     return HeldLease(r[0], r[1], bool(r[2]))
+
+
+def media_row(r: Any) -> MediaRecord:
+    return MediaRecord(id=r[0], session_id=r[1], mimetype=r[2], size=r[3], sha256=r[4], filename=r[5],
+                       created_at=r[6])

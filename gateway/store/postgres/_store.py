@@ -25,11 +25,13 @@ from ._cluster import PostgresCluster
 from ._contacts import PostgresContacts
 from ._messages import PostgresMessages
 from ._outbox import PostgresOutbox
+from ._media import PostgresMedia
 from ._presence import PostgresPresence
 from ._schema import PostgresSchema
 from ._sessions import PostgresSessions
 
 
 class PostgresStore(PostgresSchema, PostgresAccounts, PostgresSessions, PostgresMessages, PostgresContacts,
-                    PostgresOutbox, PostgresCluster, PostgresPresence):
+                    PostgresOutbox, PostgresCluster, PostgresPresence,
+                    PostgresMedia):
     """The `Store` on PostgreSQL. Open it with `PostgresStore.open(url)`; close it with `aclose()`."""

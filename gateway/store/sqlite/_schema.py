@@ -198,6 +198,20 @@ CREATE TABLE presence_subscriptions (
     PRIMARY KEY (session_id, jid)
 );
 """),
+    (11, "incoming media", """
+-- Media files sessions downloaded (the bytes are in the media store, by id). No foreign key: a deleted
+-- session's files are purged with their rows by the retention task, not by a cascade that would orphan them.
+CREATE TABLE media (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    mimetype TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    filename TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX media_by_age ON media(created_at, id);
+"""),
 )
 
 

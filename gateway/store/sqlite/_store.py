@@ -22,11 +22,13 @@ from ._cluster import SqliteCluster
 from ._contacts import SqliteContacts
 from ._messages import SqliteMessages
 from ._outbox import SqliteOutbox
+from ._media import SqliteMedia
 from ._presence import SqlitePresence
 from ._schema import SqliteSchema
 from ._sessions import SqliteSessions
 
 
 class SqliteStore(SqliteSchema, SqliteAccounts, SqliteSessions, SqliteMessages, SqliteContacts, SqliteOutbox,
-                  SqliteCluster, SqlitePresence):
+                  SqliteCluster, SqlitePresence,
+                  SqliteMedia):
     """The `Store` on SQLite. Open it with `SqliteStore.open(url)`; close it with `aclose()`."""
