@@ -63,6 +63,16 @@ async def wait_message(client, key, mid, status, timeout=20):
             await trio.sleep(0.02)
 
 
+
+async def pair(client, account, ctl, a: dict, b: dict, *, wait: bool = True) -> None:
+    """Connect sessions `a` and `b` and scan their QR codes as A_PHONE and B_PHONE (then wait for CONNECTED)."""
+    for s, phone in ((a, A_PHONE), (b, B_PHONE)):
+        await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+        await ctl.wait_qr(s["id"])
+        await ctl.scan(s["id"], phone)
+    for s in (a, b) if wait else ():
+        await wait_status(client, account.headers, s["id"], "CONNECTED")
+
 async def test_pair_message_types_receipts_groups_and_recovery(tmp_path):
     with simulator("--receipt-delay", "0.05") as sim:
         async with gateway_app(tmp_path, sim.url) as (app, client, gw):
@@ -203,10 +213,7 @@ async def test_first_pairing_announces_the_number_and_replies_name_the_quoted_se
                 b = await create(client, account, name="fresh-b")
                 assert a["phoneNumber"] is None
                 with gw.bus.subscribe(a["id"]) as a_events, gw.bus.subscribe(b["id"]) as b_events:
-                    for s, phone in ((a, A_PHONE), (b, B_PHONE)):
-                        await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
-                        await ctl.wait_qr(s["id"])
-                        await ctl.scan(s["id"], phone)
+                    await pair(client, account, ctl, a, b, wait=False)
                     connected = await next_valid_event(a_events, "session.connected")
                     assert connected.data == {"status": "CONNECTED", "phoneNumber": A_PHONE}
                     validate_event("session.connected", connected.data, envelope=msgspec.to_builtins(connected))
@@ -328,11 +335,7 @@ async def test_presence_typing_and_read_between_two_sessions_across_reconnects(t
             account = await make_account(gw)
             a = await create(client, account, name="a", phoneNumber=A_PHONE)
             b = await create(client, account, name="b", phoneNumber=B_PHONE)
-            for s, phone in ((a, A_PHONE), (b, B_PHONE)):
-                await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
-                await ctl.wait_qr(s["id"])
-                await ctl.scan(s["id"], phone)
-                await wait_status(client, account.headers, s["id"], "CONNECTED")
+            await pair(client, account, ctl, a, b)
             ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
 
             async def b_goes(available):
@@ -403,12 +406,7 @@ async def test_received_media_is_downloaded_and_served_to_its_session_only(tmp_p
             async with open_sim_control(sim.url) as ctl:
                 a = await create(client, account, name="media-a", phoneNumber=A_PHONE)
                 b = await create(client, account, name="media-b", phoneNumber=B_PHONE)
-                for s, phone in ((a, A_PHONE), (b, B_PHONE)):
-                    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
-                    await ctl.wait_qr(s["id"])
-                    await ctl.scan(s["id"], phone)
-                for s in (a, b):
-                    await wait_status(client, account.headers, s["id"], "CONNECTED")
+                await pair(client, account, ctl, a, b)
                 ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
                 with gw.bus.subscribe(b["id"]) as inbox:
                     for body in ({"image": {"data": base64.b64encode(PNG).decode(), "caption": "pic"}},
@@ -478,11 +476,7 @@ async def test_reactions_edits_revokes_and_poll_votes_reach_the_other_session_si
                 a = await create(client, account, name="a", phoneNumber=A_PHONE)
                 b = await create(client, account, name="b", phoneNumber=B_PHONE, webhookUrl=rx.url,
                                  webhookEvents=["message.reaction", "message.edited", "message.revoked"])
-                for s, phone in ((a, A_PHONE), (b, B_PHONE)):
-                    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
-                    await ctl.wait_qr(s["id"])
-                    await ctl.scan(s["id"], phone)
-                    await wait_status(client, account.headers, s["id"], "CONNECTED")
+                await pair(client, account, ctl, a, b)
                 ka, kb = bearer(a["apiKey"]), bearer(b["apiKey"])
 
                 with gw.bus.subscribe(a["id"]) as a_bus, gw.bus.subscribe(b["id"]) as b_bus:
