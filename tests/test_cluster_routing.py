@@ -248,3 +248,44 @@ async def test_the_dashboard_reaches_a_session_on_its_owner(tmp_path):
                 assert stopped.status_code == 303 and stopped.headers["location"].endswith("?done=disconnect")
                 rows = await db.query("SELECT status FROM sessions WHERE id = %s", (sid,))
                 assert rows[0][0] == "DISCONNECTED"
+
+
+async def test_chat_and_message_actions_run_on_the_owner(tmp_path):
+    """Presence, typing and reactions need the live connection: asked on a node without it, they are routed."""
+    async with fresh_schema() as url:
+        with simulator("--autopair", "0.05") as sim:
+            env = cluster_env(tmp_path, url, sim.url)
+            db = Db(url)
+            await cli(env, "migrate")
+            pat = await create_account(env)
+            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
+                a.start()
+                b.start()
+                await a.wait_ready()
+                await b.wait_ready()
+                session = (await http.post(f"{a.url}/api/v1/whatsapp-sessions", headers=pat,
+                                           json={"name": "acts", "phoneNumber": "+15551230011"})).json()
+                sid, key = session["id"], {"Authorization": f"Bearer {session['apiKey']}"}
+                assert (await http.post(f"{b.url}/api/v1/whatsapp-sessions/{sid}/connect", headers=pat)).is_success
+                await _until(lambda: _connected(db, sid), 15)
+                assert (await db.owners())[sid][0] == await db.node_of_pid(b.proc.pid)
+                # A runs no actor for it: without routing each of these would answer 409 SESSION_DISCONNECTED
+                for path, body in (("/api/v1/presence", {"available": True}),
+                                   ("/api/v1/presence/subscribe", {"to": "+15551230012"}),
+                                   ("/api/v1/chats/15551230012/presence", {"state": "composing"})):
+                    r = await http.post(a.url + path, headers=key, json=body)
+                    assert r.is_success, (path, r.status_code, r.text)
+                sent = await http.post(f"{a.url}/api/v1/send-message", headers=key,
+                                       json={"to": "+15551230012", "text": "react to me"})
+                message_id = sent.json()["messageId"]
+
+                async def sent_by_b() -> bool:
+                    got = await http.get(f"{a.url}/api/v1/messages/{message_id}", headers=key)
+                    return got.json()["status"] in ("sent", "delivered", "read")
+
+                await _until(sent_by_b, 15)
+                reacted = await http.post(f"{a.url}/api/v1/messages/{message_id}/reaction", headers=key,
+                                          json={"emoji": "👍"})
+                assert reacted.is_success, reacted.text
+                followed = await http.get(f"{a.url}/api/v1/presence/subscriptions", headers=key)
+                assert "15551230012@s.whatsapp.net" in followed.text, followed.text  # stored by B, read on A
