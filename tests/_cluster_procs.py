@@ -118,6 +118,18 @@ async def open_nodes(tmp_path: Path, env: dict[str, str], count: int, *,
                 await node.stop()
 
 
+@asynccontextmanager
+async def running_nodes(tmp_path: Path, env: dict[str, str], count: int = 2
+                        ) -> AsyncIterator[tuple[list[Node], httpx.AsyncClient]]:
+    """`count` nodes, started and ready, and an HTTP client to ask them."""
+    async with open_nodes(tmp_path, env, count) as nodes, httpx.AsyncClient(timeout=10) as http:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_ready()
+        yield nodes, http
+
+
 class Db:
     """Direct reads of the cluster's schema, for checks the API does not expose."""
 

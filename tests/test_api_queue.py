@@ -3,6 +3,7 @@ through the HTTP layer on the fake transport; and the claim/cancel race on both 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -12,7 +13,7 @@ from gateway._queue import CANCELLED_ONE
 from gateway.store import MessageStatus, open_store
 
 from . import test_api_messages
-from ._pg import pg_url_fixture  # noqa: F401  (registers `pg_url`)
+from ._pg import fresh_schema
 from .store_contract import a_message, a_session, a_user
 from .test_api_sessions import BASE, error_of
 
@@ -195,22 +196,14 @@ async def _race(store) -> None:
 
 
 @pytest.mark.timeout(120)
-async def test_claim_and_cancel_race_has_one_winner_sqlite(tmp_path):
-    store = await open_store(f"sqlite:///{tmp_path}/race.db")
-    await store.migrate()
-    try:
-        with trio.fail_after(100):
-            await _race(store)
-    finally:
-        await store.aclose()
-
-
-@pytest.mark.timeout(120)
-async def test_claim_and_cancel_race_has_one_winner_postgres(pg_url):
-    store = await open_store(pg_url)
-    await store.migrate()
-    try:
-        with trio.fail_after(100):
-            await _race(store)
-    finally:
-        await store.aclose()
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_claim_and_cancel_race_has_one_winner(kind, tmp_path):
+    async with contextlib.AsyncExitStack() as stack:
+        url = f"sqlite:///{tmp_path}/race.db" if kind == "sqlite" else await stack.enter_async_context(fresh_schema())
+        store = await open_store(url)
+        await store.migrate()
+        try:
+            with trio.fail_after(100):
+                await _race(store)
+        finally:
+            await store.aclose()

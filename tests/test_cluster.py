@@ -26,7 +26,7 @@ import trio
 
 from bench.simulator import open_sim_control
 
-from ._cluster_procs import Db, Node, cli, cluster_env, create_account, open_nodes, open_receiver
+from ._cluster_procs import Db, Node, cli, cluster_env, create_account, open_nodes, open_receiver, running_nodes
 from ._pg import fresh_schema
 from ._sim_proc import simulator
 
@@ -90,11 +90,7 @@ async def test_kill_9_one_node_under_load(tmp_path):
             await cli(env, "migrate")
             pat = await create_account(env)
             await register(sim.url, RECIPIENT)
-            async with open_nodes(tmp_path, env, 3) as nodes, httpx.AsyncClient(timeout=10) as http:
-                for node in nodes:
-                    node.start()
-                for node in nodes:
-                    await node.wait_ready()
+            async with running_nodes(tmp_path, env, 3) as (nodes, http):
                 sessions = await create_sessions(http, nodes, pat, receiver.url, SESSIONS)
                 keys = {s["id"]: s["apiKey"] for s in sessions}
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from ._cluster_procs import Db, cli, cluster_env, create_account, open_nodes
+from ._cluster_procs import Db, cli, cluster_env, create_account, running_nodes
 from ._pg import fresh_schema
 from ._procs import base_env, free_port, gateway_cmd, run_cli
 from ._sim_proc import simulator
@@ -37,11 +37,7 @@ async def test_live_requests_run_on_the_owner_wherever_they_arrive(tmp_path):
             db = Db(url)
             await cli(env, "migrate")
             pat = await create_account(env)
-            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
-                a.start()
-                b.start()
-                await a.wait_ready()
-                await b.wait_ready()
+            async with running_nodes(tmp_path, env) as ((a, b), http):
                 r = await http.post(f"{a.url}/api/v1/whatsapp-sessions", headers=pat,
                                     json={"name": "routed", "phoneNumber": "+15551230001"})
                 session = r.json()
@@ -78,11 +74,7 @@ async def test_disconnect_anywhere_stops_the_session_on_its_owner(tmp_path):
             db = Db(url)
             await cli(env, "migrate")
             pat = await create_account(env)
-            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
-                a.start()
-                b.start()
-                await a.wait_ready()
-                await b.wait_ready()
+            async with running_nodes(tmp_path, env) as ((a, b), http):
                 session = (await http.post(f"{a.url}/api/v1/whatsapp-sessions", headers=pat,
                                            json={"name": "d", "phoneNumber": "+15551230002"})).json()
                 sid = session["id"]
@@ -177,11 +169,7 @@ async def test_the_event_stream_shows_events_made_on_another_node(tmp_path):
             pat = await create_account(env)
             async with open_sim_control(sim.url) as ctl:
                 await ctl.register("+15551230009")
-            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
-                a.start()
-                b.start()
-                await a.wait_ready()
-                await b.wait_ready()
+            async with running_nodes(tmp_path, env) as ((a, b), http):
                 session = (await http.post(f"{a.url}/api/v1/whatsapp-sessions", headers=pat,
                                            json={"name": "s", "phoneNumber": "+15551230003"})).json()
                 sid, key = session["id"], session["apiKey"]
@@ -216,11 +204,7 @@ async def test_the_dashboard_reaches_a_session_on_its_owner(tmp_path):
             env = cluster_env(tmp_path, url, sim.url)
             db = Db(url)
             await cli(env, "migrate")
-            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
-                a.start()
-                b.start()
-                await a.wait_ready()
-                await b.wait_ready()
+            async with running_nodes(tmp_path, env) as ((a, b), http):
 
                 async def csrf(page: str) -> str:
                     return re.search(r'name="csrf_token" value="([^"]+)"', (await http.get(page)).text).group(1)
@@ -258,11 +242,7 @@ async def test_chat_and_message_actions_run_on_the_owner(tmp_path):
             db = Db(url)
             await cli(env, "migrate")
             pat = await create_account(env)
-            async with open_nodes(tmp_path, env, 2) as (a, b), httpx.AsyncClient(timeout=10) as http:
-                a.start()
-                b.start()
-                await a.wait_ready()
-                await b.wait_ready()
+            async with running_nodes(tmp_path, env) as ((a, b), http):
                 session = (await http.post(f"{a.url}/api/v1/whatsapp-sessions", headers=pat,
                                            json={"name": "acts", "phoneNumber": "+15551230011"})).json()
                 sid, key = session["id"], {"Authorization": f"Bearer {session['apiKey']}"}
