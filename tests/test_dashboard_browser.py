@@ -168,6 +168,7 @@ def test_a_newcomer_from_sign_up_to_a_delivered_message_then_tokens_and_a_reset(
     page.wait_for_function("() => document.querySelector('[data-status]').textContent === 'CONNECTED'")
     assert page.evaluate("window.sameDocument") is True  # no reload happened
     assert page.locator("[data-qr-panel]").is_hidden()
+    assert page.locator("[data-done]").is_hidden()  # "Connecting: scan the QR code" is gone with the QR
     assert page.locator("[data-phone]").inner_text() == "+15550001234"
     look(page, "06-session-connected")
 
@@ -301,6 +302,7 @@ def test_the_pages_fit_a_phone(stack: Stack, browser):
     look(page, "17-phone-session")
     missing = page.goto(stack.base + "/dashboard/sessions/no-such-session")
     assert missing.status == 404 and "Session does not exist" in page.content()
+    assert page.get_by_role("button", name="Log out").count() == 1  # still shown as logged in
     look(page, "18-not-found")
     context.close()
 

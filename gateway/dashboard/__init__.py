@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from quart import Blueprint, Quart, Response, request
+from quart import Blueprint, Quart, Response, current_app, request
 
 from ._account_views import install as _install_accounts
 from ._session_views import install as _install_sessions
 from ._token_views import install as _install_tokens
-from ._web import PAGE_HEADERS, GetGateway, page
+from ._web import PAGE_HEADERS, GetGateway, current_viewer, page
 
 _PAGE_PREFIXES: Final = ("/dashboard", "/login", "/signup", "/logout", "/forgot", "/reset")
 _DATA_SUFFIXES: Final = (".json", "/live", ".svg")  # what the pages' script fetches: errors stay JSON
@@ -34,6 +34,7 @@ def install(app: Quart, get_gateway: GetGateway) -> None:
             response.headers["Cache-Control"] = "public, max-age=300"
         return response
 
+    app.extensions["dashboard.gateway"] = get_gateway
     app.register_blueprint(assets)
     app.add_template_filter(when, "when")
     _install_accounts(app, get_gateway)
@@ -48,7 +49,12 @@ def is_page(path: str) -> bool:
 
 
 async def error_page(status: int, code: str, message: str, headers: dict[str, str]) -> Response:
-    return await page("error.html", status, headers=headers, code=code, message=message)
+    """The error as a page, with the header of the person who is logged in (if one is)."""
+    try:
+        viewer = await current_viewer(current_app.extensions["dashboard.gateway"]())
+    except Exception:  # noqa: BLE001 - starting, stopping, or the store is down: the page shows anyway
+        viewer = None
+    return await page("error.html", status, viewer=viewer, headers=headers, code=code, message=message)
 
 
 def when(ms: int | None) -> str:

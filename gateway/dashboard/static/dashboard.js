@@ -64,6 +64,11 @@ function pollSession(root) {
   poll(root.dataset.pollSession, (live) => {
     setStatus(root, live.status, live.reason, live.phone);
     if (connected) connected.hidden = live.status !== "CONNECTED";
+    // "Connecting: scan the QR code" is stale once the scan happened
+    const done = document.querySelector("[data-done]");
+    if (done && live.status === "CONNECTED" && new URLSearchParams(location.search).get("done") === "connect") {
+      done.hidden = true;
+    }
     if (idle) idle.hidden = live.status === "CONNECTED" || live.status === "CONNECTING";
     if (live.qr && live.qr !== shown) {
       image.src = `${root.dataset.qrSrc}?v=${live.qr}`;
