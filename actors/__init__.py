@@ -13,7 +13,8 @@ from ._messages import (
 )
 from ._transport import (
     ChatPresence, ChatState, Connected, ConnectFailed, ContactInfo, Disconnected, EventSendChannel, GroupInfo,
-    GroupNotFound, GroupParticipant, LoggedOut, MediaToolMissing, MessageAction, MessageEdited, MessageReceived,
+    GroupEvent, GroupJoined, GroupLeft, GroupNotFound, GroupParticipant, GroupParticipantsChanged, GroupSettings,
+    GroupUpdated, LoggedOut, ParticipantAction, ProfilePicture, UserInfo, MediaToolMissing, MessageAction, MessageEdited, MessageReceived,
     MessageRevoked, NotConnected, OnWhatsApp, PairingCode, PairingTimeout, ParticipantResult, PollVoted, Presence,
     QRCode, ReactionReceived, Receipt, RecipientError, SessionSpec, Transport, TransportError, TransportEvent,
     TransportFactory,
@@ -35,5 +36,6 @@ __all__ = [
     "GroupNotFound", "PrepareFailed", "Presence", "QRCode", "Receipt", "RecipientError", "ReplyTo", "SendResult", "Sender",
     "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
     "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
-    "split_jid", "user_jid", "MessageAction", "MessageEdited", "MessageRevoked", "PollVoted", "ReactionReceived",
+    "split_jid", "user_jid", "GroupEvent", "GroupJoined", "GroupLeft", "GroupParticipantsChanged",
+    "GroupSettings", "GroupUpdated", "ParticipantAction", "ProfilePicture", "UserInfo", "MessageAction", "MessageEdited", "MessageRevoked", "PollVoted", "ReactionReceived",
 ]

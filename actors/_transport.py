@@ -121,8 +121,9 @@ class LoggedOut(TransportEvent, tag="logged_out", kw_only=True):
 class MessageReceived(TransportEvent, tag="message", kw_only=True):
     message_id: str
     chat: str  # chat JID (user or group)
-    sender: str  # author JID
+    sender: str  # author JID: the phone JID when known, else the LID
     sender_phone: str | None = None  # E.164, when known
+    sender_lid: str | None = None  # the author's LID (`...@lid`), when WhatsApp addressed it by LID
     push_name: str | None = None
     is_group: bool = False
     from_me: bool = False
@@ -153,6 +154,9 @@ class Presence(TransportEvent, tag="presence", kw_only=True):
     last_seen_ms: int | None = None
 
 
+# What can happen to a group's members: the first two change who is in it, the last two who is an admin.
+ParticipantAction = Literal["add", "remove", "promote", "demote"]
+
 # What a chat shows while someone is in it: typing, recording a voice note, or neither.
 ChatState = Literal["composing", "recording", "paused"]
 
@@ -169,8 +173,9 @@ class MessageAction(TransportEvent, kw_only=True):
 
     event_id: str
     chat: str  # chat JID (user or group)
-    sender: str  # who acted (the phone JID when known)
+    sender: str  # who acted (the phone JID when known, else the LID)
     sender_phone: str | None = None  # E.164, when known
+    sender_lid: str | None = None  # their LID, when WhatsApp addressed them by LID
     is_group: bool = False
     from_me: bool = False  # this account acted (from another device)
     timestamp_ms: int
@@ -208,8 +213,47 @@ class PollVoted(MessageAction, tag="poll_vote", kw_only=True):
     option_hashes: list[str] = []
 
 
+class GroupEvent(TransportEvent, kw_only=True):
+    """Something happened in a group this account is (or was) in. `by` is who did it (a JID, the phone JID
+    when known), None when WhatsApp does not say (the server acted, or an invite was used)."""
+
+    group: str  # group JID
+    by: str | None = None
+    timestamp_ms: int
+
+
+class GroupJoined(GroupEvent, tag="group_joined", kw_only=True):
+    """This account joined `group`: added by someone (`by`), by an invite link, or it created the group."""
+
+    name: str | None = None
+
+
+class GroupLeft(GroupEvent, tag="group_left", kw_only=True):
+    """This account is no longer in `group`: it left (`left`) or an admin removed it (`removed`)."""
+
+    reason: Literal["left", "removed"] = "left"
+
+
+class GroupParticipantsChanged(GroupEvent, tag="group_participants", kw_only=True):
+    """Members of `group` were added, removed, promoted to admin or demoted (this account among them or not)."""
+
+    action: ParticipantAction
+    participants: list[str]  # JIDs
+
+
+class GroupUpdated(GroupEvent, tag="group_updated", kw_only=True):
+    """A group setting changed; only the fields that changed are set."""
+
+    name: str | None = None
+    topic: str | None = None  # the description; "" when it was removed
+    announce: bool | None = None  # only admins may send
+    locked: bool | None = None  # only admins may edit the group's info
+    picture_changed: bool = False  # set or removed: fetch it with `get_picture`
+
+
 AnyEvent = (QRCode | PairingCode | Connected | Disconnected | LoggedOut | MessageReceived | Receipt | Presence
-            | ChatPresence | ReactionReceived | MessageEdited | MessageRevoked | PollVoted)
+            | ChatPresence | ReactionReceived | MessageEdited | MessageRevoked | PollVoted | GroupJoined | GroupLeft
+            | GroupParticipantsChanged | GroupUpdated)
 
 # Where `run` reports its events: the send side of a channel whose other end the actor reads.
 EventSendChannel = trio.MemorySendChannel[TransportEvent]
@@ -225,11 +269,42 @@ class OnWhatsApp(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ContactInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the account's WhatsApp contacts (the phone's address book as WhatsApp syncs it)."""
+
     jid: str
     phone_number: str | None = None
-    full_name: str | None = None
-    push_name: str | None = None
+    full_name: str | None = None  # the name in the phone's address book
+    push_name: str | None = None  # the name the contact chose
     business_name: str | None = None
+    lid: str | None = None  # the contact's LID (`...@lid`), when known
+
+
+class ProfilePicture(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's or group's profile picture. `url` is None when there is none, or its privacy settings hide it;
+    WhatsApp's URLs expire after a while (hours)."""
+
+    jid: str
+    url: str | None = None
+    id: str | None = None  # changes whenever the picture does
+
+
+class UserInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What WhatsApp tells about an account: its about text, its LID, its business name."""
+
+    jid: str
+    about: str | None = None  # the "about" (status) text; None when hidden or unset
+    lid: str | None = None
+    verified_name: str | None = None
+    picture_id: str | None = None
+
+
+class GroupSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Group settings to change; None leaves a setting as it is."""
+
+    name: str | None = None
+    topic: str | None = None  # the description; "" removes it
+    announce: bool | None = None  # only admins may send messages
+    locked: bool | None = None  # only admins may edit the group's info
 
 
 class GroupParticipant(msgspec.Struct, frozen=True, kw_only=True):
@@ -237,6 +312,7 @@ class GroupParticipant(msgspec.Struct, frozen=True, kw_only=True):
     phone_number: str | None = None
     is_admin: bool = False
     is_super_admin: bool = False
+    lid: str | None = None
 
 
 class GroupInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -246,15 +322,14 @@ class GroupInfo(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     created_at_ms: int | None = None
     participants: list[GroupParticipant] = []
+    announce: bool = False  # only admins may send messages
+    locked: bool = False  # only admins may edit the group's info
 
 
 class ParticipantResult(msgspec.Struct, frozen=True, kw_only=True):
     jid: str
     ok: bool
     error: str | None = None  # e.g. "not-authorized", "404" (not on WhatsApp), "409" (already in group)
-
-
-ParticipantAction = Literal["add", "remove"]
 
 
 # -- the protocol -------------------------------------------------------------
@@ -265,6 +340,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     phone_number: str | None = None  # E.164; the simulator pairs as this number
     data_dir: str = "./data"  # neonize keeps the device store below it
+    # http://, https:// or socks5:// (user:password@ allowed): the transport connects through it
+    proxy_url: str | None = None
 
 
 class Transport(Protocol):
@@ -335,6 +412,43 @@ class Transport(Protocol):
     async def download_media(self, message: MessageReceived) -> bytes:
         """The bytes of a received media message (its `media_ref`). Raises TransportError with the
         reason when they cannot be fetched (expired on the server, no `media_ref`, ...)."""
+
+    # Contacts and identity. `jid` is a user JID (phone or LID) or, for pictures, a group JID.
+
+    async def get_picture(self, jid: str) -> ProfilePicture:
+        """The profile picture of a user or group (`url` None: none, or hidden from this account)."""
+
+    async def get_user_info(self, jids: list[str]) -> list[UserInfo]:
+        """About text, LID and business name of each account (one entry per JID WhatsApp knows)."""
+
+    async def get_blocklist(self) -> list[str]:
+        """The JIDs this account has blocked."""
+
+    async def update_blocklist(self, jid: str, block: bool) -> list[str]:
+        """Block (or unblock) `jid`; returns the blocklist after the change."""
+
+    async def lid_for_phone(self, jid: str) -> str | None:
+        """The LID (`...@lid`) of a phone JID, from WhatsApp's mapping; None when unknown."""
+
+    async def phone_for_lid(self, lid: str) -> str | None:
+        """The phone JID of a LID, from WhatsApp's mapping; None when unknown."""
+
+    # Group administration (this account must be an admin; GroupNotFound when it is not in the group).
+
+    async def update_group_settings(self, group_jid: str, settings: GroupSettings) -> None:
+        """Apply each setting that is not None (name, description, announce-only, locked)."""
+
+    async def set_group_picture(self, group_jid: str, jpeg: bytes | None) -> str | None:
+        """Set the group's picture (a JPEG), or remove it (None); returns the new picture id."""
+
+    async def group_invite_link(self, group_jid: str, *, reset: bool = False) -> str:
+        """The group's invite link (`https://chat.whatsapp.com/<code>`); `reset` revokes the old one first."""
+
+    async def group_info_from_invite(self, code: str) -> GroupInfo:
+        """What an invite code leads to, without joining (GroupNotFound: revoked or unknown code)."""
+
+    async def join_group_with_invite(self, code: str) -> str:
+        """Join the group an invite code leads to; returns the group's JID."""
 
 
 class TransportFactory(Protocol):

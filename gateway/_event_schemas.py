@@ -16,7 +16,8 @@ import msgspec
 from msgspec import Meta
 
 from actors import (
-    ChatPresence, MessageAction, MessageEdited, MessageReceived, MessageRevoked, PollVoted, Presence, ReactionReceived,
+    ChatPresence, GroupEvent, GroupJoined, GroupLeft, GroupParticipantsChanged, GroupUpdated, MessageAction,
+    MessageEdited, MessageReceived, MessageRevoked, PollVoted, Presence, ReactionReceived,
 )
 
 log = logging.getLogger("gateway.events")
@@ -27,7 +28,8 @@ __all__ = [
     "MessageEditedEvent", "MessageReactionEvent", "MessageRevokedEvent", "PollVoteEvent", "action_payload",
     "MessageStatusEvent", "PresenceUpdateEvent", "Quoted", "SessionConnectedEvent", "SessionDisconnectedEvent",
     "SessionQrEvent", "WebhookTestEvent", "events_markdown", "message_received_payload", "presence_payload",
-    "public_keys",
+    "public_keys", "GroupJoinedEvent", "GroupLeftEvent", "GroupParticipantsEvent", "GroupUpdatedEvent",
+    "group_payload",
 ]
 
 
@@ -112,7 +114,10 @@ class MessageReceivedEvent(EventPayload, kw_only=True):
 
     message_id: Annotated[str, _d("WhatsApp id of the message.")]
     chat: Annotated[str, _d("Chat JID (user or group).")]
-    sender: Annotated[str, _d("Author JID (the phone JID when known).")]
+    sender: Annotated[str, _d("Author JID: the phone JID when it is known or can be resolved, else the LID.")]
+    from_: Annotated[str, _d("The same as `sender` (the name other gateways use).")] = msgspec.field(name="from")
+    from_lid: Annotated[str | None, _d("The author's LID (`…@lid`), when WhatsApp addressed them by LID or the "
+                                       "gateway knows it.")] = None
     sender_phone: Annotated[str | None, _d("Author's E.164 number, when known.")] = None
     push_name: Annotated[str | None, _d("Author's WhatsApp display name.")] = None
     is_group: Annotated[bool, _d("Sent in a group.")] = False
@@ -182,7 +187,10 @@ class PresenceUpdateEvent(EventPayload, omit_defaults=True):
 
 class _MessageAction(EventPayload, kw_only=True):
     chat: Annotated[str, _d("Chat JID (user or group) the message is in.")]
-    sender: Annotated[str, _d("Who acted (the phone JID when known).")]
+    sender: Annotated[str, _d("Who acted: the phone JID when it is known or can be resolved, else the LID.")]
+    from_: Annotated[str, _d("The same as `sender`.")] = msgspec.field(name="from")
+    from_lid: Annotated[str | None, _d("Their LID, when WhatsApp addressed them by LID or the gateway knows it.")] \
+        = None
     sender_phone: Annotated[str | None, _d("Their E.164 number, when known.")] = None
     is_group: Annotated[bool, _d("In a group.")] = False
     from_me: Annotated[bool, _d("This account acted (from another device).")] = False
@@ -218,6 +226,43 @@ class PollVoteEvent(_MessageAction, kw_only=True):
     unknown_options: Annotated[int, _d("Chosen options the gateway could not name (a poll it has not seen).")] = 0
 
 
+# -- groups -------------------------------------------------------------------------
+
+class _GroupEvent(EventPayload, kw_only=True):
+    group: Annotated[str, _d("The group's JID.")]
+    by: Annotated[str | None, _d("Who did it (a JID), when WhatsApp says.")] = None
+    timestamp_ms: Annotated[int, _d("When, epoch milliseconds.")]
+
+
+class GroupJoinedEvent(_GroupEvent, kw_only=True):
+    """`group.joined`: this account is now in a group (added, joined by an invite link, or created it)."""
+
+    name: Annotated[str | None, _d("The group's name, when known.")] = None
+
+
+class GroupLeftEvent(_GroupEvent, kw_only=True):
+    """`group.left`: this account is no longer in a group."""
+
+    reason: Annotated[Literal["left", "removed"], _d("`left` by itself, or `removed` by an admin (`by`).")]
+
+
+class GroupParticipantsEvent(_GroupEvent, kw_only=True):
+    """`group.participants`: members were added, removed, promoted to admin or demoted."""
+
+    action: Annotated[Literal["add", "remove", "promote", "demote"], _d("What happened to them.")]
+    participants: Annotated[list[str], _d("Their JIDs.")]
+
+
+class GroupUpdatedEvent(_GroupEvent, omit_defaults=True, kw_only=True):
+    """`group.updated`: a group setting changed; only the changed fields are present."""
+
+    name: Annotated[str | None, _d("The new name.")] = None
+    topic: Annotated[str | None, _d("The new description (empty: removed).")] = None
+    announce: Annotated[bool | None, _d("Only admins may send messages.")] = None
+    locked: Annotated[bool | None, _d("Only admins may edit the group's info.")] = None
+    picture_changed: Annotated[bool, _d("The picture was set or removed.")] = False
+
+
 class WebhookTestEvent(EventPayload):
     """`webhook.test`: sent on request, to try an endpoint."""
 
@@ -237,6 +282,10 @@ EVENT_PAYLOADS: Final[dict[str, type[EventPayload]]] = {
     "message.edited": MessageEditedEvent,
     "message.revoked": MessageRevokedEvent,
     "poll.vote": PollVoteEvent,
+    "group.joined": GroupJoinedEvent,
+    "group.left": GroupLeftEvent,
+    "group.participants": GroupParticipantsEvent,
+    "group.updated": GroupUpdatedEvent,
     "webhook.test": WebhookTestEvent,
 }
 
@@ -298,7 +347,8 @@ def message_received_payload(event: MessageReceived, *, quoted_sender: str | Non
     if data.quoted is not None and data.quoted.sender is None and quoted_sender is not None:
         data = msgspec.structs.replace(data, quoted=msgspec.structs.replace(data.quoted, sender=quoted_sender))
     return MessageReceivedEvent(
-        message_id=event.message_id, chat=event.chat, sender=event.sender, sender_phone=event.sender_phone,
+        message_id=event.message_id, chat=event.chat, sender=event.sender, from_=event.sender,
+        from_lid=event.sender_lid, sender_phone=event.sender_phone,
         push_name=event.push_name, is_group=event.is_group, from_me=event.from_me, timestamp_ms=event.timestamp_ms,
         type=event.type, text=event.text, data=data, media=media)
 
@@ -312,8 +362,9 @@ def presence_payload(event: Presence | ChatPresence) -> PresenceUpdateEvent:
 def action_payload(event: MessageAction, *, poll_options: list[str] | None = None) -> tuple[str, EventPayload]:
     """The event name and payload of an action on a message. A vote reported as option hashes is named
     from `poll_options` (the poll's options, when the gateway knows the poll)."""
-    common = dict(chat=event.chat, sender=event.sender, sender_phone=event.sender_phone, is_group=event.is_group,
-                  from_me=event.from_me, timestamp_ms=event.timestamp_ms)
+    common = dict(chat=event.chat, sender=event.sender, from_=event.sender, from_lid=event.sender_lid,
+                  sender_phone=event.sender_phone, is_group=event.is_group, from_me=event.from_me,
+                  timestamp_ms=event.timestamp_ms)
     if isinstance(event, ReactionReceived):
         return "message.reaction", MessageReactionEvent(message_id=event.message_id, emoji=event.emoji,
                                                         removed=not event.emoji, **common)
@@ -329,6 +380,21 @@ def action_payload(event: MessageAction, *, poll_options: list[str] | None = Non
         options += [o for o in named if o is not None]
         unknown = named.count(None)
     return "poll.vote", PollVoteEvent(message_id=event.poll_id, options=options, unknown_options=unknown, **common)
+
+
+def group_payload(event: GroupEvent) -> tuple[str, EventPayload]:
+    """The event name and payload of something that happened in a group."""
+    common = dict(group=event.group, by=event.by, timestamp_ms=event.timestamp_ms)
+    if isinstance(event, GroupJoined):
+        return "group.joined", GroupJoinedEvent(name=event.name, **common)
+    if isinstance(event, GroupLeft):
+        return "group.left", GroupLeftEvent(reason=event.reason, **common)
+    if isinstance(event, GroupParticipantsChanged):
+        return "group.participants", GroupParticipantsEvent(action=event.action,
+                                                            participants=list(event.participants), **common)
+    assert isinstance(event, GroupUpdated)
+    return "group.updated", GroupUpdatedEvent(name=event.name, topic=event.topic, announce=event.announce,
+                                              locked=event.locked, picture_changed=event.picture_changed, **common)
 
 
 # -- documentation -------------------------------------------------------------------

@@ -21,14 +21,14 @@ from typing import Any, Final
 import msgspec
 
 from actors import (
-    ChatPresence, Connected, MessageAction, MessageReceived, NotConnected, PollVoted, Presence, QRCode, Receipt,
+    ChatPresence, Connected, GroupEvent, MessageAction, MessageReceived, NotConnected, PollVoted, Presence, QRCode, Receipt,
     SessionState, Transport, TransportError, TransportEvent, is_group_jid, user_jid,
 )
 
 from ._clock import Clock
 from ._event_schemas import (
-    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, action_payload, message_received_payload,
-    presence_payload,
+    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, action_payload, group_payload,
+    message_received_payload, presence_payload,
 )
 from ._events import Collector, EventRecorder, GatewayEvent, make_event
 from ._incoming import IncomingMedia
@@ -91,6 +91,9 @@ class SessionHost:
             if not self._recent_inbound.add((session_id, event.event_id), True):
                 return  # a repeat of the same reaction, edit, revoke or vote
             name, data = action_payload(event, poll_options=await self._poll_options(session_id, event))
+            await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
+        elif isinstance(event, GroupEvent):
+            name, data = group_payload(event)
             await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
         elif isinstance(event, Presence | ChatPresence):
             presence = payload(presence_payload(event))

@@ -18,7 +18,7 @@ from ._config import Config
 from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import GatewayMetrics
-from .api import chats, directory, media, message_actions, messages, sessions, tokens, webhooks
+from .api import chats, contacts, groups, media, message_actions, messages, sessions, tokens, webhooks
 from .api._cors import install_cors
 from .api._docs import DOCS_STYLE, render_docs
 from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for, describe
@@ -44,7 +44,8 @@ def build_api() -> Api:
     sessions.register(api)
     messages.register(api)
     message_actions.register(api)
-    directory.register(api)
+    contacts.register(api)
+    groups.register(api)
     chats.register(api)
     media.register(api)
     webhooks.register(api)

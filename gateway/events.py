@@ -20,4 +20,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "message.edited",
     "message.revoked",
     "poll.vote",
+    "group.joined",
+    "group.left",
+    "group.participants",
+    "group.updated",
 )

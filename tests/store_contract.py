@@ -207,7 +207,8 @@ class StoreContract:
         user = a_user()
         await store.create_user(user)
         s = a_session(user.id, phone_number="+15551234567", webhook_url="https://x.example/h",
-                      webhook_events=["message.sent", "session.qr"], webhook_enabled=False)
+                      webhook_events=["message.sent", "session.qr"], webhook_enabled=False,
+                      proxy_url="socks5://u:p@10.0.0.1:1080")
         await store.create_session(s)
         assert await store.get_session(s.id) == s
         assert await store.get_session_by_key_id(s.key_id) == s
@@ -520,6 +521,24 @@ class ContactContract:
         assert [c.phone_number for c in page] == ["+15550000001"]
         rest = await store.list_contacts(s.id, after=page[-1].phone_number, limit=10)
         assert [c.phone_number for c in rest] == ["+15550000002"]
+
+    async def test_lids_are_learned_per_session_and_the_newest_phone_wins(self, store: Store):
+        user = a_user(f"{new_id()}@example.com")
+        await store.create_user(user)
+        s, other = a_session(user.id), a_session(user.id)
+        await store.create_session(s)
+        await store.create_session(other)
+        await store.put_lids(s.id, [("111@lid", "15550000001@s.whatsapp.net"),
+                                    ("222@lid", "15550000002@s.whatsapp.net")], 1)
+        assert await store.phone_for_lid(s.id, "111@lid") == "15550000001@s.whatsapp.net"
+        assert await store.lid_for_phone(s.id, "15550000002@s.whatsapp.net") == "222@lid"
+        assert await store.phone_for_lid(other.id, "111@lid") is None  # another session learned nothing
+        await store.put_lids(s.id, [("111@lid", "15550000009@s.whatsapp.net")], 2)
+        assert await store.phone_for_lid(s.id, "111@lid") == "15550000009@s.whatsapp.net"
+        assert await store.lid_for_phone(s.id, "15550000001@s.whatsapp.net") is None
+        await store.put_lids(s.id, [], 3)
+        await store.delete_session(s.id)
+        assert await store.phone_for_lid(s.id, "222@lid") is None
 
 
 class OutboxContract:

@@ -14,6 +14,8 @@ from ._protocol import (
     PairPhoneOp, Push, ReactOp, RecordCounts, RecordEntry, Reply, RevokeOp, SendOp, SendPresenceOp, ServerFrame,
     SessionInfo, SimStats, SubscribePresenceOp, TypingOp, UpdateParticipantsOp, VoteOp, Welcome, client_frames_decoder,
     control_encoder, control_reply_decoder, control_request_decoder, link_encoder, server_frames_decoder,
+    BlocklistOp, BlockOp, GroupPictureOp, GroupSettingsOp, InviteInfoOp, InviteLinkOp, JoinInviteOp, LidForPhoneOp,
+    PhoneForLidOp, PictureOp, UserInfoOp,
 )
 from ._transport import SimTransport, SimTransportFactory, open_sim_transport_factory
 
@@ -27,5 +29,6 @@ __all__ = [
     "SimTransportFactory", "SubscribePresenceOp", "TypingOp", "UpdateParticipantsOp", "Welcome",
     "client_frames_decoder", "control_encoder", "control_reply_decoder", "control_request_decoder", "link_encoder",
     "open_sim_transport_factory", "server_frames_decoder", "EditOp", "ReactOp", "RevokeOp", "VoteOp",
-    "DownloadMediaOp",
+    "DownloadMediaOp", "BlocklistOp", "BlockOp", "GroupPictureOp", "GroupSettingsOp", "InviteInfoOp", "InviteLinkOp",
+    "JoinInviteOp", "LidForPhoneOp", "PhoneForLidOp", "PictureOp", "UserInfoOp",
 ]

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from .._messages import OutboundMessage
-from .._transport import AnyEvent, ChatState, ParticipantAction
+from .._transport import AnyEvent, ChatState, GroupSettings, ParticipantAction
 
 PROTOCOL_VERSION: Final = 1
 CONTROL_PATH: Final = "/control"
@@ -162,9 +162,63 @@ class DownloadMediaOp(Op, tag="download_media"):
     media_id: str
 
 
+# -- contacts and identity (bench/simulator/_identity.py) --
+
+class PictureOp(Op, tag="picture"):
+    jid: str  # a user or a group
+
+
+class UserInfoOp(Op, tag="user_info"):
+    jids: list[str]
+
+
+class BlocklistOp(Op, tag="blocklist"):
+    pass
+
+
+class BlockOp(Op, tag="block"):
+    jid: str
+    block: bool
+
+
+class LidForPhoneOp(Op, tag="lid_for_phone"):
+    jid: str
+
+
+class PhoneForLidOp(Op, tag="phone_for_lid"):
+    lid: str
+
+
+# -- group administration (bench/simulator/_groups.py) --
+
+class GroupSettingsOp(Op, tag="group_settings"):
+    jid: str
+    settings: GroupSettings
+
+
+class GroupPictureOp(Op, tag="group_picture"):
+    jid: str
+    jpeg: bytes | None = None  # None removes it
+
+
+class InviteLinkOp(Op, tag="invite_link"):
+    jid: str
+    reset: bool = False
+
+
+class InviteInfoOp(Op, tag="invite_info"):
+    code: str
+
+
+class JoinInviteOp(Op, tag="join_invite"):
+    code: str
+
+
 AnyOp = (SendOp | OnWhatsAppOp | ContactsOp | ListGroupsOp | CreateGroupOp | GroupInfoOp | UpdateParticipantsOp
          | LeaveGroupOp | SendPresenceOp | SubscribePresenceOp | TypingOp | MarkReadOp | LogoutOp | PairPhoneOp
-         | ReactOp | EditOp | RevokeOp | VoteOp | DownloadMediaOp)
+         | ReactOp | EditOp | RevokeOp | VoteOp | DownloadMediaOp | PictureOp | UserInfoOp | BlocklistOp | BlockOp
+         | LidForPhoneOp | PhoneForLidOp | GroupSettingsOp | GroupPictureOp | InviteLinkOp | InviteInfoOp
+         | JoinInviteOp)
 
 
 # -- client → server ----------------------------------------------------------
@@ -181,6 +235,7 @@ class Attach(Frame, tag="attach"):
     session: str
     phone: str | None = None
     creds: Creds | None = None
+    proxy: str | None = None  # the proxy URL the session was told to use (the simulator shows it, masked)
 
 
 class Detach(Frame, tag="detach"):
@@ -308,6 +363,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     connected: bool
     phone: str | None = None
     qr: str | None = None
+    proxy: str | None = None  # the session's proxy URL with any password replaced by ***
 
 
 control_encoder: Final = msgspec.json.Encoder()

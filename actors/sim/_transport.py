@@ -38,15 +38,17 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ChatState, Connected, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, MessageReceived, NotConnected,
-    OnWhatsApp, PairingTimeout, ParticipantAction, ParticipantResult, QRCode, SessionSpec, TransportError,
+    ChatState, Connected, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, GroupSettings, MessageReceived,
+    NotConnected, OnWhatsApp, PairingTimeout, ParticipantAction, ParticipantResult, ProfilePicture, QRCode,
+    SessionSpec, TransportError, UserInfo,
 )
 from ._link import SimLink, SimLinkStatistics
 from ._protocol import (
     CONTROL_MARGIN, DEFAULT_WINDOW, Attach, ContactsOp, CreateGroupOp, Creds, Detach, EditOp, End, GroupInfoOp,
     LeaveGroupOp, ListGroupsOp, LogoutOp, MarkReadOp, OnWhatsAppOp, Paired, PairPhoneOp, Push, ReactOp, RevokeOp,
     SendOp, SendPresenceOp, ServerFrame, SubscribePresenceOp, TypingOp, UpdateParticipantsOp, VoteOp,
-    DownloadMediaOp,
+    DownloadMediaOp, BlocklistOp, BlockOp, GroupPictureOp, GroupSettingsOp, InviteInfoOp, InviteLinkOp, JoinInviteOp,
+    LidForPhoneOp, PhoneForLidOp, PictureOp, UserInfoOp,
 )
 from ._store import SimDeviceStore
 
@@ -174,8 +176,8 @@ class SimTransport:
         link.sessions[self.session_id] = self
         try:
             try:
-                await link.put(Attach(session=self.session_id, phone=self._spec.phone_number, creds=creds),
-                               generation)
+                await link.put(Attach(session=self.session_id, phone=self._spec.phone_number, creds=creds,
+                                      proxy=self._spec.proxy_url), generation)
             except NotConnected as exc:
                 raise ConnectFailed(exc.reason) from exc
             with pairing:
@@ -379,6 +381,43 @@ class SimTransport:
             raise TransportError("the message carries no media to download")
         op = DownloadMediaOp(media_id=message.media_ref.decode("ascii", "replace"))
         return await self._call(op, bytes)  # type: ignore[return-value]
+
+    # -- contacts and identity ----------------------------------------------------------
+
+    async def get_picture(self, jid: str) -> ProfilePicture:
+        return await self._call(PictureOp(jid=jid), ProfilePicture)  # type: ignore[return-value]
+
+    async def get_user_info(self, jids: list[str]) -> list[UserInfo]:
+        return await self._call(UserInfoOp(jids=list(jids)), list[UserInfo])  # type: ignore[return-value]
+
+    async def get_blocklist(self) -> list[str]:
+        return await self._call(BlocklistOp(), list[str])  # type: ignore[return-value]
+
+    async def update_blocklist(self, jid: str, block: bool) -> list[str]:
+        return await self._call(BlockOp(jid=jid, block=block), list[str])  # type: ignore[return-value]
+
+    async def lid_for_phone(self, jid: str) -> str | None:
+        return await self._call(LidForPhoneOp(jid=jid), str | None)  # type: ignore[return-value]
+
+    async def phone_for_lid(self, lid: str) -> str | None:
+        return await self._call(PhoneForLidOp(lid=lid), str | None)  # type: ignore[return-value]
+
+    # -- group administration -----------------------------------------------------------
+
+    async def update_group_settings(self, group_jid: str, settings: GroupSettings) -> None:
+        await self._call(GroupSettingsOp(jid=group_jid, settings=settings), None)
+
+    async def set_group_picture(self, group_jid: str, jpeg: bytes | None) -> str | None:
+        return await self._call(GroupPictureOp(jid=group_jid, jpeg=jpeg), str | None)  # type: ignore[return-value]
+
+    async def group_invite_link(self, group_jid: str, *, reset: bool = False) -> str:
+        return await self._call(InviteLinkOp(jid=group_jid, reset=reset), str)  # type: ignore[return-value]
+
+    async def group_info_from_invite(self, code: str) -> GroupInfo:
+        return await self._call(InviteInfoOp(code=code), GroupInfo)  # type: ignore[return-value]
+
+    async def join_group_with_invite(self, code: str) -> str:
+        return await self._call(JoinInviteOp(code=code), str)  # type: ignore[return-value]
 
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PAIRING_DEADLINE", "SimDeviceStore",

@@ -106,6 +106,7 @@ class Slot:
     pair_code_phone: str | None = None
     generation: int = 0  # bumped when pairing ends, so stale QR and autopair timers do nothing
     closed: bool = False
+    proxy: str | None = None  # the proxy the session said it connects through (password masked)
 
 
 @dataclass(eq=False, slots=True)

@@ -28,6 +28,8 @@ from ._model import (
     new_qr_code, normalize_phone, record_text, recipient_error,
 )
 from ._actions import ActionsMixin
+from ._groups import GroupsMixin
+from ._identity import IdentityMixin
 from ._social import SocialMixin
 
 log = logging.getLogger("bench.simulator")
@@ -40,11 +42,22 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None: ...
 
 
+def mask_proxy(url: str | None) -> str | None:
+    """A proxy URL with its password replaced by `***` (what the simulator shows of it)."""
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Network(ActionsMixin, SocialMixin):
+class Network(ActionsMixin, IdentityMixin, GroupsMixin, SocialMixin):
     def __init__(self, scheduler: Scheduler, *, autopair: float | None = None, receipt_delay: float = 0.5,
                  qr_interval: float = DEFAULT_QR_INTERVAL, now_ms: Callable[[], int] = wall_ms,
                  rng: random.Random | None = None, open_world: bool = True) -> None:
@@ -139,7 +152,8 @@ class Network(ActionsMixin, SocialMixin):
         old = link.slots.pop(frame.session, None)
         if old is not None:
             self._detach(old)
-        slot = Slot(link, frame.session, requested_phone=normalize_phone(frame.phone) if frame.phone else None)
+        slot = Slot(link, frame.session, requested_phone=normalize_phone(frame.phone) if frame.phone else None,
+                    proxy=mask_proxy(frame.proxy))
         link.slots[frame.session] = slot
         if frame.creds is not None:
             self._resume(slot, frame.creds)
@@ -343,6 +357,10 @@ class Network(ActionsMixin, SocialMixin):
             self.push(device, Item(event, durable=True))
 
     def deliver(self, recipient: Account, event: MessageReceived, ticket: ReceiptTicket | None) -> None:
+        addressed = self.inbound(recipient, event)
+        if addressed is None:
+            return  # blocked: the sender's message is never delivered (and never gets a receipt)
+        event = addressed  # type: ignore[assignment]
         if not recipient.devices:  # a phone without a gateway session reads everything it gets
             if ticket is not None:
                 ticket.done = True
@@ -369,6 +387,7 @@ class Network(ActionsMixin, SocialMixin):
                 raise recipient_error(f"group {message.to} not found")
             if sender.jid not in group.roles:
                 raise recipient_error(f"not a participant of {message.to}")
+            self.check_group_send(sender, group)
             recipients = [self.accounts[p] for p in map(normalize_phone, group.roles)
                           if p is not None and p in self.accounts and p != sender.phone]
         else:
@@ -418,7 +437,7 @@ class Network(ActionsMixin, SocialMixin):
 
     def sessions(self) -> list[SessionInfo]:
         return [SessionInfo(session_id=s.session_id, link=link.id, connected=s.device is not None,
-                            phone=s.device.account.phone if s.device else None, qr=s.qr)
+                            phone=s.device.account.phone if s.device else None, qr=s.qr, proxy=s.proxy)
                 for link in self.links for s in link.slots.values()]
 
     def statistics(self) -> SimStats:

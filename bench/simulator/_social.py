@@ -47,6 +47,17 @@ from actors.sim import (
     EditOp,
     RevokeOp,
     VoteOp,
+    BlocklistOp,
+    BlockOp,
+    GroupPictureOp,
+    GroupSettingsOp,
+    InviteInfoOp,
+    InviteLinkOp,
+    JoinInviteOp,
+    LidForPhoneOp,
+    PhoneForLidOp,
+    PictureOp,
+    UserInfoOp,
 )
 
 from ._model import Account, Device, Group, Item, OpError, Outbox, jid_of, normalize_phone, recipient_error
@@ -113,6 +124,28 @@ class SocialMixin:
                 return self.revoke_message(me, op)
             case VoteOp():
                 return self.vote(me, op)
+            case PictureOp(jid=jid):  # contacts and identity: _identity.IdentityMixin
+                return self.picture(me, jid)
+            case UserInfoOp(jids=jids):
+                return self.user_info(me, jids)
+            case BlocklistOp():
+                return self.blocklist(me)
+            case BlockOp(jid=jid, block=block):
+                return self.block(me, jid, block)
+            case LidForPhoneOp(jid=jid):
+                return self.lid_for_phone(jid)
+            case PhoneForLidOp(lid=lid):
+                return self.phone_for_lid(lid)
+            case GroupSettingsOp(jid=jid, settings=settings):  # group administration: _groups.GroupsMixin
+                self.group_settings(me, jid, settings)
+            case GroupPictureOp(jid=jid, jpeg=jpeg):
+                return self.set_group_picture(me, jid, jpeg)
+            case InviteLinkOp(jid=jid, reset=reset):
+                return self.invite_link(me, jid, reset)
+            case InviteInfoOp(code=code):
+                return self.invite_info(code)
+            case JoinInviteOp(code=code):
+                return self.join_invite(me, code)
             case _:  # pragma: no cover - the op union is closed
                 raise OpError("error", f"unsupported operation {type(op).__name__}")
         return None

@@ -12,7 +12,8 @@ from typing import Any, Final, NamedTuple
 
 from .._requests import CreateSession, PairingCodeRequest, SendMessage, SendMessages, UpdateSession
 from .chats import MarkRead, SetChatPresence, SetPresence, SubscribePresence
-from .directory import ChangeParticipants, CreateGroup, UpsertContact
+from .contacts import UpsertContact
+from .groups import ChangeParticipants, CreateGroup
 from .message_actions import EditMessage, React, VotePoll
 from .messages import RescheduleMessage
 from .tokens import CreateToken

@@ -19,9 +19,9 @@ from .._host import follow_presence
 from .._phone import recipient_at
 from .._requests import Person, Request
 from ..errors import Conflict, SessionNotConnected, Unauthorized, ValidationError, WhatsAppError
+from ._live import whatsapp
 from ._routing import Api, Auth, Ctx, Live
 from ._schemas import Answer
-from .directory import _whatsapp
 
 MAX_PRESENCE_SUBSCRIPTIONS: Final = 1000  # per session; each is subscribed again on every reconnect
 MAX_CHAT_PARAM: Final = 64
@@ -96,7 +96,7 @@ def _register_presence(api: Api) -> None:
         """Show the account as available (online) or unavailable to the contacts that follow it.
         WhatsApp sends others' presence only while the account is available."""
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
-        await _whatsapp(transport.send_presence(ctx.body.available))
+        await whatsapp(transport.send_presence(ctx.body.available))
         return PresenceAnswer(available=ctx.body.available)
 
     @api.route("POST", "/presence/subscribe", summary="Follow a contact's presence", tag="Presence",
@@ -112,7 +112,7 @@ def _register_presence(api: Api) -> None:
         if jid not in followed and len(followed) >= MAX_PRESENCE_SUBSCRIPTIONS:
             raise ValidationError.at("$.to", f"this session already follows {MAX_PRESENCE_SUBSCRIPTIONS} contacts")
         transport = ctx.gateway.control.require_connected(sid)
-        await _whatsapp(follow_presence(transport, [jid], session_id=sid, strict=True))
+        await whatsapp(follow_presence(transport, [jid], session_id=sid, strict=True))
         await store.add_presence_subscription(sid, jid, ctx.gateway.clock.now_ms())
         return Subscribed(jid=jid, subscribed=True)
 
@@ -133,7 +133,7 @@ def _register_chats(api: Api) -> None:
         a phone number, user JID or group JID. WhatsApp clears the indicator by itself after a while."""
         jid = _chat_param(chat)
         transport = ctx.gateway.control.require_connected(ctx.session.session_id)
-        await _whatsapp(transport.send_chat_presence(jid, ctx.body.state))
+        await whatsapp(transport.send_chat_presence(jid, ctx.body.state))
         return ChatPresenceAnswer(chat=jid, state=ctx.body.state)
 
     @api.route("POST", "/chats/<chat>/read", summary="Mark messages read", tag="Presence", auth=Auth.SESSION,
@@ -157,5 +157,5 @@ def _register_chats(api: Api) -> None:
         else:
             sender = jid  # in a one-to-one chat the author is the chat: `sender` is not needed
         transport = ctx.gateway.control.require_connected(sid)
-        await _whatsapp(transport.mark_read(jid, [ref], sender))
+        await whatsapp(transport.mark_read(jid, [ref], sender))
         return MarkedRead(chat=jid, message_ids=[ref], sender=sender)

@@ -320,6 +320,16 @@ class PresenceStore(Protocol):
     async def list_presence_subscriptions(self, session_id: str) -> list[str]:
         """The JIDs the session follows, in order."""
 
+    # WhatsApp's LID ↔ phone mapping, as each session learned it.
+
+    async def put_lids(self, session_id: str, pairs: list[tuple[str, str]], at: int) -> None:
+        """Remember (lid, phone JID) pairs for the session; a LID seen again takes its newest phone."""
+
+    async def phone_for_lid(self, session_id: str, lid: str) -> str | None: ...
+
+    async def lid_for_phone(self, session_id: str, phone_jid: str) -> str | None:
+        """The newest LID learned for the phone JID."""
+
 
 class MediaRecordStore(Protocol):
     """What the gateway knows of each incoming media file (its bytes are in the `MediaStore`)."""

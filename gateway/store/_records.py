@@ -85,13 +85,15 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     # this session's own send rate (COUNT/PERIOD), overriding GATEWAY_LIMIT_SEND
     send_limit: str | None = None
+    # http://, https:// or socks5:// URL the session reaches WhatsApp through (None: the global default)
+    proxy_url: str | None = None
 
 
 # Columns that `Store.update_session` may change.
 SESSION_MUTABLE_FIELDS = frozenset({
     "name", "phone_number", "status", "status_reason", "connect_on_start",
     "webhook_url", "webhook_events", "webhook_enabled", "webhook_secret",
-    "key_id", "key_hash", "send_limit",
+    "key_id", "key_hash", "send_limit", "proxy_url",
 })
 
 

@@ -35,7 +35,8 @@ WEB_SESSION_COLUMNS: Final = "id_hash, user_id, csrf_token, created_at, expires_
 PASSWORD_RESET_COLUMNS: Final = "token_hash, user_id, created_at, expires_at, used_at"
 SESSION_COLUMNS: Final = (
     "id, user_id, name, phone_number, status, status_reason, connect_on_start, webhook_url, "
-    "webhook_events, webhook_enabled, webhook_secret, key_id, key_hash, created_at, updated_at, send_limit")
+    "webhook_events, webhook_enabled, webhook_secret, key_id, key_hash, created_at, updated_at, send_limit, "
+    "proxy_url")
 # What an event's delivery needs from its session (see `_outbox_rules.deliveries_for`).
 WEBHOOK_TARGET_COLUMNS: Final = "webhook_url, webhook_events, webhook_enabled, webhook_secret"
 MESSAGE_COLUMNS: Final = (
@@ -128,14 +129,14 @@ class Rows:
     def session_row(self, s: SessionRecord) -> tuple[Any, ...]:
         return (s.id, s.user_id, s.name, s.phone_number, s.status.value, s.status_reason, s.connect_on_start,
                 s.webhook_url, self.json_param(list(s.webhook_events)), s.webhook_enabled, s.webhook_secret,
-                s.key_id, s.key_hash, s.created_at, s.updated_at, s.send_limit)
+                s.key_id, s.key_hash, s.created_at, s.updated_at, s.send_limit, s.proxy_url)
 
     def session(self, r: Any) -> SessionRecord:
         return SessionRecord(
             id=r[0], user_id=r[1], name=r[2], phone_number=r[3], status=SessionState(r[4]), status_reason=r[5],
             connect_on_start=bool(r[6]), webhook_url=r[7], webhook_events=self.json_list(r[8]),
             webhook_enabled=bool(r[9]), webhook_secret=r[10], key_id=r[11], key_hash=bytes(r[12]),
-            created_at=r[13], updated_at=r[14], send_limit=r[15])
+            created_at=r[13], updated_at=r[14], send_limit=r[15], proxy_url=r[16])
 
     def webhook_target(self, r: Any) -> tuple[str | None, list[str], bool, str]:
         """A WEBHOOK_TARGET_COLUMNS row as `deliveries_for` takes it: url, events, enabled, secret."""

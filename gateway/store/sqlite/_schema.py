@@ -212,6 +212,21 @@ CREATE TABLE media (
 );
 CREATE INDEX media_by_age ON media(created_at, id);
 """),
+    (12, "lids and session proxies", """
+-- WhatsApp's LID ↔ phone mapping, as a session learned it (from events, or asked of WhatsApp), so
+-- that a contact addressed by LID is still the same contact. Kept per session: a session key reaches
+-- only what its own session learned.
+CREATE TABLE lids (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    lid TEXT NOT NULL,
+    phone_jid TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, lid)
+);
+CREATE INDEX lids_by_phone ON lids (session_id, phone_jid);
+-- An HTTP or SOCKS5 proxy the session connects to WhatsApp through (with its password: never echoed).
+ALTER TABLE sessions ADD COLUMN proxy_url TEXT;
+"""),
 )
 
 
