@@ -80,6 +80,12 @@ class Account:
     subscribers: set[str] = field(default_factory=set)  # device ids following this account's presence
     available: bool = False
     last_seen_ms: int | None = None
+    lid: str = ""  # `<digits>@lid`, given by the network when the account is made (`_identity`)
+    about: str | None = None
+    picture_id: str | None = None  # None: no profile picture
+    blocked: set[str] = field(default_factory=set)  # JIDs this account blocked
+    # how others see this account's messages: "off" (phone JID), "lid" (phone JID and LID), "lid-only" (LID)
+    addressing: str = "off"
 
 
 @dataclass(eq=False, slots=True)
@@ -117,6 +123,10 @@ class Group:
     created_at_ms: int
     topic: str | None = None
     roles: dict[str, int] = field(default_factory=dict)  # jid → 0 member, 1 admin, 2 super admin
+    announce: bool = False  # only admins send
+    locked: bool = False  # only admins edit the group's info
+    picture_id: str | None = None
+    invite_code: str | None = None  # made on first ask; a reset replaces it
 
 
 def new_message_id() -> str:
