@@ -24,6 +24,11 @@ async def _connected(db: Db, session_id: str) -> bool:
     return rows[0][0] == "CONNECTED"
 
 
+async def _sent(http, base: str, key: dict, message_id: str) -> bool:
+    got = await http.get(f"{base}/api/v1/messages/{message_id}", headers=key)
+    return got.json()["status"] in ("sent", "delivered", "read")
+
+
 async def _until(predicate, timeout: float) -> None:
     with trio.fail_after(timeout):
         while not await predicate():
@@ -235,7 +240,8 @@ async def test_the_dashboard_reaches_a_session_on_its_owner(tmp_path):
 
 
 async def test_chat_and_message_actions_run_on_the_owner(tmp_path):
-    """Presence, typing and reactions need the live connection: asked on a node without it, they are routed."""
+    """Presence, typing, reactions, edits, votes, mark-read and revokes need the live connection: asked on a
+    node without it, they are routed to the owner."""
     async with fresh_schema() as url:
         with simulator("--autopair", "0.05") as sim:
             env = cluster_env(tmp_path, url, sim.url)
@@ -258,14 +264,25 @@ async def test_chat_and_message_actions_run_on_the_owner(tmp_path):
                 sent = await http.post(f"{a.url}/api/v1/send-message", headers=key,
                                        json={"to": "+15551230012", "text": "react to me"})
                 message_id = sent.json()["messageId"]
-
-                async def sent_by_b() -> bool:
-                    got = await http.get(f"{a.url}/api/v1/messages/{message_id}", headers=key)
-                    return got.json()["status"] in ("sent", "delivered", "read")
-
-                await _until(sent_by_b, 15)
+                await _until(lambda: _sent(http, a.url, key, message_id), 15)
                 reacted = await http.post(f"{a.url}/api/v1/messages/{message_id}/reaction", headers=key,
                                           json={"emoji": "👍"})
                 assert reacted.is_success, reacted.text
+                edited = await http.put(f"{a.url}/api/v1/messages/{message_id}", headers=key,
+                                        json={"text": "edited on the owner"})
+                assert edited.is_success, edited.text
+                poll = await http.post(f"{a.url}/api/v1/send-message", headers=key, json={
+                    "to": "+15551230012", "poll": {"question": "Routed?", "options": ["yes", "no"]}})
+                poll_id = poll.json()["messageId"]
+                await _until(lambda: _sent(http, a.url, key, poll_id), 15)
+                voted = await http.post(f"{a.url}/api/v1/messages/{poll_id}/vote", headers=key,
+                                        json={"options": ["yes"]})
+                assert voted.is_success, voted.text
+                read = await http.post(f"{a.url}/api/v1/chats/15551230012/read", headers=key,
+                                       json={"messageId": "3EB0FFFFFFFFFFFFFFFFFF"})
+                assert read.is_success, read.text
+                revoked = await http.delete(f"{a.url}/api/v1/messages/{message_id}", headers=key)
+                assert revoked.is_success, revoked.text
+                assert revoked.json()["action"] == "revoked", revoked.text
                 followed = await http.get(f"{a.url}/api/v1/presence/subscriptions", headers=key)
                 assert "15551230012@s.whatsapp.net" in followed.text, followed.text  # stored by B, read on A
