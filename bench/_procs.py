@@ -213,11 +213,15 @@ async def spawn_gateway(*, autopair: float = 0.01, receipt_delay: float = 0.05,
                       env=env)
 
 
+CEILINGS: Final = {"bare": "bench._baseline", "quart": "bench._quart_ceiling"}
+
+
 @asynccontextmanager
-async def spawn_baseline(workdir: Path) -> AsyncIterator[tuple[str, Proc]]:
-    """The bare hypercorn-trio server (bench._baseline); yields its URL and process."""
+async def spawn_baseline(workdir: Path, ceiling: str = "bare") -> AsyncIterator[tuple[str, Proc]]:
+    """A ceiling server: the bare hypercorn-trio app (`bench._baseline`) or the trivial quart-trio app
+    (`bench._quart_ceiling`); yields its URL and process."""
     port = free_port()
-    proc = _start("baseline", [sys.executable, "-m", "bench._baseline", "--bind", f"127.0.0.1:{port}"],
+    proc = _start(f"{ceiling} ceiling", [sys.executable, "-m", CEILINGS[ceiling], "--bind", f"127.0.0.1:{port}"],
                   dict(os.environ), workdir)
     try:
         await wait_port(proc, port)

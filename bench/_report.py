@@ -46,7 +46,7 @@ def finish(result: dict[str, Any], out_dir: Path, *, argv: list[str] | None = No
 
 def headline(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    for section in ("gateway", "baseline"):
+    for section in ("gateway", "quart", "baseline"):
         s = result.get(section)
         if not isinstance(s, dict) or "requests_per_s" not in s:
             continue

@@ -51,12 +51,16 @@ async def run_phase(ui: Ui, label: str, endpoint: Endpoint, requests: list[bytes
         return await run_load(spec, progress)
 
 
-async def run_baseline(target: Target, ui: Ui, load: Load, sessions: list[BenchSession]) -> LoadResult:
-    """The bare hypercorn-trio server, driven by the same client with the same request."""
-    async with spawn_baseline(target.workdir) as (url, _proc):
+CEILING_LABELS: Final = {"bare": "baseline (bare hypercorn-trio)", "quart": "framework ceiling (trivial quart-trio)"}
+
+
+async def run_baseline(target: Target, ui: Ui, load: Load, sessions: list[BenchSession], *, ceiling: str = "bare",
+                       send_at: str | None = None) -> LoadResult:
+    """A ceiling server (`bare` or `quart`), driven by the same client with the same request."""
+    async with spawn_baseline(target.workdir, ceiling) as (url, _proc):
         endpoint = Endpoint.from_url(url)
-        return await run_phase(ui, "baseline (bare hypercorn-trio)", endpoint,
-                               send_requests(endpoint, sessions, load.connections), load)
+        return await run_phase(ui, CEILING_LABELS[ceiling], endpoint,
+                               send_requests(endpoint, sessions, load.connections, send_at=send_at), load)
 
 
 def load_summary(result: LoadResult) -> dict[str, Any]:
