@@ -18,11 +18,13 @@ from collections.abc import Callable
 from typing import Final
 
 import httpx
+import msgspec
 import trio
 
 from actors import Claimed, MediaContent, OutboundMessage, PrepareFailed, Receipt, SendResult
 
 from ._clock import Clock
+from ._event_schemas import EVENT_PAYLOADS
 from ._events import Collector, EventRecorder, GatewayEvent, make_event
 from ._media import MediaError, fetch, resolve_mimetype
 from ._payload import unpack
@@ -161,9 +163,11 @@ class Outbound:
 def message_event(name: str, at: int) -> Callable[[MessageRecord], list[GatewayEvent]]:
     """The event a message's change causes, stamped with the change's own time."""
 
+    schema = EVENT_PAYLOADS[name]
+
     def build(record: MessageRecord) -> list[GatewayEvent]:
-        return [make_event(name, record.session_id, {
-            "messageId": record.id, "whatsappId": record.wa_id, "to": record.to_jid, "type": record.type,
-            "status": record.status.value, "reason": record.status_reason}, at=at)]
+        data = schema(message_id=record.id, whatsapp_id=record.wa_id, to=record.to_jid,  # type: ignore[call-arg]
+                      type=record.type, status=record.status.value, reason=record.status_reason)
+        return [make_event(name, record.session_id, msgspec.to_builtins(data), at=at)]
 
     return build

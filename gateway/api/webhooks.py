@@ -10,6 +10,7 @@ import trio
 from quart import Quart, websocket
 
 from .._auth import SessionPrincipal
+from .._event_schemas import WebhookTestEvent
 from .._events import make_event
 from .._security import new_webhook_secret
 from ..errors import Conflict, GatewayError, NotFound, SessionNotFound, Unauthorized, ValidationError
@@ -117,7 +118,8 @@ def register(api: Api) -> None:
         record = await ctx.gateway.sessions.get(ctx.principal, session_id)
         if not record.webhook_url or not record.webhook_enabled:
             raise Conflict("The session has no enabled webhookUrl; set one with PUT /whatsapp-sessions/:id")
-        written = await ctx.gateway.recorder.record([make_event("webhook.test", record.id, {"test": True})])
+        written = await ctx.gateway.recorder.record([make_event("webhook.test", record.id,
+                                                                        msgspec.to_builtins(WebhookTestEvent(test=True)))])
         if not written:
             raise Conflict("The webhook settings changed meanwhile; nothing was queued")
         return TestQueued(delivery_id=written[0].id, event="webhook.test")
