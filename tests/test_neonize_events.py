@@ -15,7 +15,7 @@ from neonize.exc import IsOnWhatsAppError, SendMessageError, SendPresenceError  
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e  # noqa: E402
 
 from actors import (  # noqa: E402
-    ChatPresence, MessageReceived, NotConnected, Presence, Receipt, RecipientError, TransportError,
+    ChatPresence, GroupNotFound, MessageReceived, NotConnected, Presence, Receipt, RecipientError, TransportError,
 )
 from actors.neonize import _events as conv  # noqa: E402
 from gateway._event_schemas import message_received_payload  # noqa: E402
@@ -267,6 +267,24 @@ def test_poll_votes_are_recognised_and_carry_the_option_hashes():
         is None
 
 
+@pytest.mark.parametrize(("sender", "alt", "author", "lid"), [
+    (jid("987654321", "lid"), jid("15557654321"), "15557654321@s.whatsapp.net", "987654321@lid"),  # LID-addressed
+    (jid("15557654321"), jid("987654321", "lid"), "15557654321@s.whatsapp.net", "987654321@lid"),  # LID as the alt
+    (jid("987654321", "lid", device=3), EMPTY, "987654321@lid", "987654321@lid"),  # the LID alone
+    (jid("15557654321", device=2), EMPTY, "15557654321@s.whatsapp.net", None),  # no LID at all
+])
+def test_the_sender_stays_phone_first_and_its_lid_is_kept(sender, alt, author, lid):
+    msg = message_event(e2e.Message(conversation="x"), chat=jid("120363001", "g.us"), sender=sender,
+                        sender_alt=alt, group=True)
+    m = conv.message_received(roundtrip(msg))
+    assert m is not None and (m.sender, m.sender_lid) == (author, lid)
+    react = message_event(e2e.Message(reactionMessage=e2e.ReactionMessage(key={"ID": "T"}, text="👍")),
+                          chat=jid("120363001", "g.us"), sender=sender, sender_alt=alt, group=True)
+    action = conv.message_action(roundtrip(react))
+    assert action is not None and (action.sender, action.sender_lid) == (author, lid)
+    assert public(m)["fromLid"] == lid  # the gateway's payload carries it
+
+
 def test_lid_addressed_one_to_one_chat_reports_the_phone_chat():
     ev = message_event(e2e.Message(conversation="hey"), chat=jid("987654321", "lid"),
                        sender=jid("987654321", "lid"), sender_alt=jid("15557654321"))
@@ -347,9 +365,22 @@ def test_group_info_and_participants():
     assert (info.jid, info.name, info.topic, info.owner) == ("120363001@g.us", "Team", "plans",
                                                              "15550000001@s.whatsapp.net")
     assert info.created_at_ms == 1_700_000_000_000
-    assert [(p.jid, p.phone_number, p.is_admin, p.is_super_admin) for p in info.participants] == [
-        ("15550000001@s.whatsapp.net", "+15550000001", True, True),
-        ("15550000002@s.whatsapp.net", "+15550000002", False, False)]
+    assert [(p.jid, p.phone_number, p.is_admin, p.is_super_admin, p.lid) for p in info.participants] == [
+        ("15550000001@s.whatsapp.net", "+15550000001", True, True, "111@lid"),  # JID a LID, phone known
+        ("15550000002@s.whatsapp.net", "+15550000002", False, False, "222@lid")]
+    assert (info.announce, info.locked) == (False, False)
+
+
+def test_group_info_carries_announce_and_locked_and_a_participant_without_lid():
+    g = pb.GroupInfo(JID=jid("120363001", "g.us"), GroupName=pb.GroupName(Name="Ann's"),
+                     GroupAnnounce=pb.GroupAnnounce(IsAnnounce=True), GroupLocked=pb.GroupLocked(isLocked=True),
+                     Participants=[pb.GroupParticipant(JID=jid("15550000003"))])
+    info = conv.group_info(roundtrip(g))
+    assert (info.announce, info.locked) == (True, True)
+    assert [(p.jid, p.lid) for p in info.participants] == [("15550000003@s.whatsapp.net", None)]
+    only_locked = conv.group_info(roundtrip(pb.GroupInfo(JID=jid("1", "g.us"), GroupLocked=pb.GroupLocked(
+        isLocked=True))))
+    assert (only_locked.announce, only_locked.locked) == (False, True)
 
 
 def test_participant_results_read_each_error_code():
@@ -368,6 +399,10 @@ def test_contact_info():
     info = conv.contact_info(roundtrip(c))
     assert info is not None and (info.phone_number, info.full_name, info.push_name, info.business_name) == (
         "+15550000001", "Ann Lee", "ann", None)
+    assert info.lid is None
+    assert conv.contact_info(roundtrip(c), "555@lid").lid == "555@lid"
+    by_lid = conv.contact_info(roundtrip(pb.Contact(JID=jid("555", "lid"), Info=pb.ContactInfo(PushName="ann"))))
+    assert (by_lid.jid, by_lid.lid, by_lid.phone_number) == ("555@lid", "555@lid", None)
 
 
 # -- errors --------------------------------------------------------------------------
@@ -387,6 +422,39 @@ def test_error_mapping_keeps_the_go_text(exc, cls):
     assert type(mapped) is cls
     assert mapped.reason == conv.go_text(exc) and mapped.reason
     assert "b'" not in mapped.reason
+
+
+@pytest.mark.parametrize(("text", "cls"), [
+    ("that group does not exist", GroupNotFound),  # whatsmeow's ErrGroupNotFound in the neonize 0.5.2 build
+    ("you're not participating in that group", GroupNotFound),
+    ("that group invite link has been revoked", GroupNotFound),
+    ("that group invite link is not valid", GroupNotFound),
+    ("you don't have the permission to get the group's invite link", RecipientError),
+    ("info query returned status 404: item-not-found", RecipientError),  # outside a group call
+])
+def test_whatsmeow_group_error_texts(text, cls):
+    assert type(conv.transport_error(SendMessageError(text))) is cls
+
+
+@pytest.mark.parametrize(("text", "cls"), [
+    ("info query returned status 404: item-not-found", GroupNotFound),
+    ("info query returned status 403: forbidden", GroupNotFound),
+    ("info query returned status 401: not-authorized", RecipientError),
+    ("info query returned status 400: bad-request", RecipientError),
+    ("websocket not connected", NotConnected),
+    ("info query timed out", TransportError),
+])
+def test_group_calls_read_404_and_403_as_the_group_gone(text, cls):
+    mapped = conv.group_error(SendMessageError(text))
+    assert type(mapped) is cls and mapped.reason == text
+
+
+def test_an_error_carrying_its_answer_proto_gives_the_go_text():
+    from neonize.exc import GetProfilePictureError
+
+    exc = GetProfilePictureError(pb.GetProfilePictureReturnFunction(Error="info query timed out"))
+    assert conv.go_text(exc) == "info query timed out"
+    assert conv.transport_error(exc).reason == "info query timed out"
 
 
 def test_transport_errors_pass_through():

@@ -79,13 +79,16 @@ class FakeClient:
         self.script: queue.Queue[Any] = queue.Queue()
         self.stopped = threading.Event()
         self.connects = self.stops = 0
+        self.proxies: list[Any] = []  # the proxy_settings each connect() got
+        self.me = pb.Device(JID=jid("15550001111", device=7), PushName="Gateway")
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.fail: dict[str, BaseException] = {}
         self.contact = types.SimpleNamespace(get_all_contacts=lambda: self._call("get_all_contacts", ()))
 
     # -- driving Go's side
-    def connect(self) -> None:
+    def connect(self, proxy_settings: Any = None) -> None:
         self.connects += 1
+        self.proxies.append(proxy_settings)
         self.stopped.clear()
         if self.dialing is not None:
             self.dialing.wait(5)
@@ -122,7 +125,7 @@ class FakeClient:
         return RESULTS.get(name)
 
     def get_me(self) -> Any:
-        return pb.Device(JID=jid("15550001111", device=7), PushName="Gateway")
+        return self.me
 
     def __getattr__(self, name: str) -> Any:
         if name in RESULTS:
@@ -142,6 +145,7 @@ RESULTS: dict[str, Any] = {
     "update_group_participants": [pb.GroupParticipant(JID=jid("15552223333"), Error=409)],
     "leave_group": None, "send_presence": None, "subscribe_presence": None, "send_chat_presence": None,
     "logout": None, "PairPhone": "ABCD1234",
+    "get_lid_from_pn": jid("555000111", "lid"),  # the store's LID map, read for each phone contact
 }
 
 
@@ -428,6 +432,7 @@ async def test_operations_reach_the_client_with_neonize_arguments():
         assert sent == SendResult(message_id="3EB0SENT", timestamp_ms=1_700_000_000_000)
         assert [(o.phone_number, o.exists) for o in on_wa] == [("+15552223333", True)]
         assert contacts[0].full_name == "Bea" and groups[0].name == "Team" and created.jid == "120363002@g.us"
+        assert contacts[0].lid == "555000111@lid"
         assert info.name == "Team" and [(r.ok, r.error) for r in changed] == [(False, "409")]
         assert results[7:] == [None] * 5
         by_name = dict(fake.calls)

@@ -32,10 +32,11 @@ def nz() -> Any:
     import neonize.exc
     import neonize.utils.enum
 
-    from . import _build, _events
+    from . import _answers, _build, _events, _group_events
     return types.SimpleNamespace(NewClient=neonize.client.NewClient, ev=neonize.events,
                                  NeonizeError=neonize.exc.NeonizeError, enum=neonize.utils.enum,
-                                 build=_build, conv=_events)
+                                 ProxySettings=neonize.client.ProxySettings, build=_build, conv=_events,
+                                 answers=_answers, groups=_group_events)
 
 
 def go_callback(fn: Callable[..., None]) -> Callable[..., None]:

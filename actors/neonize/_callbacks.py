@@ -9,10 +9,11 @@ through `Attempt.post`; they never raise (see `go_callback`).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from .._jid import phone_from_jid
-from .._transport import ConnectFailed, Connected, Disconnected, QRCode, TransportEvent
+from .._transport import Connected, ConnectFailed, Disconnected, QRCode, TransportEvent
 from ._attempt import Attempt, go_callback, nz
 from ._rwlock import RWLock
 
@@ -25,6 +26,7 @@ class GoCallbacks:
     _client: Any
     _lock: RWLock
     _connected: bool
+    _me: frozenset[str]
 
     def _register_handlers(self) -> None:
         ev = nz().ev
@@ -37,6 +39,8 @@ class GoCallbacks:
             (ev.KeepAliveTimeoutEv, self._on_keepalive), (ev.KeepAliveRestoredEv, self._on_keepalive),
             (ev.MessageEv, self._on_message), (ev.ReceiptEv, self._on_receipt),
             (ev.PresenceEv, self._on_presence), (ev.ChatPresenceEv, self._on_chat_presence),
+            (ev.JoinedGroupEv, self._on_joined_group), (ev.GroupInfoEv, self._on_group_info),
+            (ev.PictureEv, self._on_picture),
         ):
             self._client.event(event_type)(handler)
 
@@ -67,6 +71,7 @@ class GoCallbacks:
                 return
             me = self._client.get_me()  # safe: the client is connected right now
             self._connected = True
+        self._me = nz().groups.own_jids(me)
         jid = nz().conv.jid_str(me.JID) or ""
         a.post(connected_once=True)
         self._deliver(a, Connected(jid=jid, phone_number=phone_from_jid(jid),
@@ -158,3 +163,25 @@ class GoCallbacks:
     def _on_chat_presence(self, _client: Any, ev: Any) -> None:
         if a := self._current():
             self._deliver(a, nz().conv.chat_presence(ev))
+
+    # Group events carry no milliseconds of their own (seconds, or no timestamp at all): `now_ms` stands in.
+
+    @go_callback
+    def _on_joined_group(self, _client: Any, ev: Any) -> None:
+        if a := self._current():
+            self._deliver(a, nz().groups.joined_group(ev, _now_ms()))
+
+    @go_callback
+    def _on_group_info(self, _client: Any, ev: Any) -> None:
+        if a := self._current():
+            for event in nz().groups.group_changes(ev, self._me, _now_ms()):
+                self._deliver(a, event)
+
+    @go_callback
+    def _on_picture(self, _client: Any, ev: Any) -> None:
+        if a := self._current():
+            self._deliver(a, nz().groups.picture_changed(ev, _now_ms()))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

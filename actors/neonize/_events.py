@@ -18,8 +18,8 @@ from neonize.proto import Neonize_pb2 as pb
 
 from .._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
 from .._transport import (
-    ChatPresence, ContactInfo, GroupInfo, GroupParticipant, MessageAction, MessageEdited, MessageReceived,
-    MessageRevoked, NotConnected, OnWhatsApp, GroupNotFound, ParticipantResult, PollVoted, Presence,
+    ChatPresence, ContactInfo, GroupInfo, GroupNotFound, GroupParticipant, MessageAction, MessageEdited,
+    MessageReceived, MessageRevoked, NotConnected, OnWhatsApp, ParticipantResult, PollVoted, Presence,
     ReactionReceived, Receipt, RecipientError, TransportError,
 )
 
@@ -62,6 +62,11 @@ def _pn_first(jid: str | None, alt: str | None) -> str | None:
     if jid and jid.endswith("@" + LID_SERVER) and alt and phone_from_jid(alt):
         return alt
     return jid
+
+
+def _lid_of(jid: str | None, alt: str | None) -> str | None:
+    """The LID whatsmeow addressed someone by: `jid` itself (LID addressing) or its alternative."""
+    return next((j for j in (jid, alt) if j and j.endswith("@" + LID_SERVER)), None)
 
 
 # -- incoming messages ----------------------------------------------------------
@@ -190,6 +195,7 @@ def message_received(ev: pb.Message) -> MessageReceived | None:
     return MessageReceived(
         message_id=info.ID, chat=chat, sender=author,
         sender_phone=phone_from_jid(author) or (phone_from_jid(sender_alt) if sender_alt else None),
+        sender_lid=_lid_of(sender, sender_alt),
         push_name=info.Pushname or None, is_group=src.IsGroup, from_me=src.IsFromMe,
         timestamp_ms=info.Timestamp, type=kind, text=text, data=data,
         media_ref=msg.SerializeToString() if kind in MEDIA_KINDS else None,
@@ -259,6 +265,7 @@ def _action(ev: pb.Message, kind: type[MessageAction], **fields: Any) -> Any:
     author = _pn_first(sender, sender_alt) or chat
     return kind(event_id=info.ID, chat=chat, sender=author,
                 sender_phone=phone_from_jid(author) or (phone_from_jid(sender_alt) if sender_alt else None),
+                sender_lid=_lid_of(sender, sender_alt),
                 is_group=src.IsGroup, from_me=src.IsFromMe, timestamp_ms=info.Timestamp, **fields)
 
 
@@ -341,13 +348,15 @@ def on_whatsapp(asked: list[str], responses: Any) -> list[OnWhatsApp]:
     return out
 
 
-def contact_info(c: pb.Contact) -> ContactInfo | None:
+def contact_info(c: pb.Contact, lid: str | None = None) -> ContactInfo | None:
+    """A contact of the store; `lid` is its LID from the store's mapping (a LID contact is its own)."""
     jid = jid_str(c.JID)
     if jid is None:
         return None
     i = c.Info
     return ContactInfo(jid=jid, phone_number=phone_from_jid(jid), full_name=i.FullName or None,
-                       push_name=i.PushName or None, business_name=i.BusinessName or None)
+                       push_name=i.PushName or None, business_name=i.BusinessName or None,
+                       lid=_lid_of(jid, lid))
 
 
 def _participant_jid(p: pb.GroupParticipant) -> str:
@@ -358,13 +367,15 @@ def group_info(g: pb.GroupInfo) -> GroupInfo:
     participants = [
         GroupParticipant(jid=(jid := _participant_jid(p)),
                          phone_number=phone_from_jid(jid) or phone_from_jid(jid_str(p.PhoneNumber) or ""),
-                         is_admin=p.IsAdmin or p.IsSuperAdmin, is_super_admin=p.IsSuperAdmin)
+                         is_admin=p.IsAdmin or p.IsSuperAdmin, is_super_admin=p.IsSuperAdmin,
+                         lid=_lid_of(jid_str(p.LID), jid_str(p.JID)))
         for p in g.Participants
     ]
     created = int(g.GroupCreated * 1000) if g.GroupCreated > 0 else None
     return GroupInfo(jid=jid_str(g.JID) or "", name=g.GroupName.Name, topic=g.GroupTopic.Topic or None,
                      owner=_pn_first(jid_str(g.OwnerJID), jid_str(g.OwnerPN)), created_at_ms=created,
-                     participants=participants)
+                     participants=participants, announce=g.GroupAnnounce.IsAnnounce,
+                     locked=g.GroupLocked.isLocked)
 
 
 def participant_results(asked: list[str], changed: Any) -> list[ParticipantResult]:
@@ -390,16 +401,25 @@ _NOT_CONNECTED = ("client is nil", "websocket not connected", "not connected", "
                   "not logged in", "store doesn't contain a device jid")
 _RECIPIENT = ("item-not-found", "status 400", "status 401", "status 403", "status 404", "status 406", "status 409",
               "bad-request", "not-authorized", "forbidden", "not-acceptable", "unknown server",
-              "recipient must be", "invalid jid", "group not found", "not participating", "not on whatsapp")
+              "recipient must be", "invalid jid", "group not found", "not participating", "not on whatsapp",
+              "don't have the permission")  # ErrGroupInviteLinkUnauthorized: not an admin
 
 
-# whatsmeow's ErrGroupNotFound and ErrNotInGroup (GetGroupInfo answers 404 and 403 with these).
-_GROUP_GONE = ("group not found", "not participating in that group")
+# whatsmeow's ErrGroupNotFound ("that group does not exist"; older versions said "group not found") and
+# ErrNotInGroup, which its group getters wrap 404 and 403 in; and ErrInviteLinkInvalid / ErrInviteLinkRevoked
+# (an invite code leads to no group).
+_GROUP_GONE = ("group not found", "that group does not exist", "not participating in that group",
+               "that group invite link is not valid", "that group invite link has been revoked")
+# A bare IQ error on a call addressed to a group: 404 no such group, 403 this account is not in it.
+_GROUP_IQ_GONE = ("status 403", "status 404", "item-not-found", "forbidden")
 
 
 def go_text(exc: BaseException) -> str:
-    """The Go error text a neonize exception carries (some carry bytes)."""
+    """The Go error text a neonize exception carries (some carry bytes, `get_profile_picture`'s the
+    whole answer proto)."""
     arg = exc.args[0] if exc.args else ""
+    if isinstance(getattr(arg, "Error", None), str):
+        arg = arg.Error
     if isinstance(arg, bytes):
         arg = arg.decode("utf-8", "replace")
     return str(arg) or type(exc).__name__
@@ -418,3 +438,13 @@ def transport_error(exc: BaseException) -> TransportError:
     if any(n in low for n in _RECIPIENT):
         return RecipientError(reason)
     return TransportError(reason)
+
+
+def group_error(exc: BaseException) -> TransportError:
+    """`transport_error` for a call addressed to a group: there, whatsmeow's bare 404 and 403 mean the
+    group does not exist or this account is not in it (GroupNotFound); 401 (not an admin) stays a
+    RecipientError."""
+    mapped = transport_error(exc)
+    if type(mapped) is RecipientError and any(n in mapped.reason.lower() for n in _GROUP_IQ_GONE):
+        return GroupNotFound(mapped.reason)
+    return mapped

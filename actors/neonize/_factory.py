@@ -50,10 +50,12 @@ class NeonizeTransportFactory:
         return str(self._data_dir / "neonize" / f"{spec.session_id}.sqlite3")
 
     def create(self, spec: SessionSpec) -> NeonizeTransport:
-        """The session's transport; the same object for the same session id (its client must not churn)."""
+        """The session's transport; the same object for the same session id (its client must not churn),
+        taking `spec` for its next run (a proxy may have changed)."""
         if self._closed:
             raise RuntimeError("transport factory is closed")
         if (existing := self._transports.get(spec.session_id)) is not None:
+            existing.respec(spec)
             return existing
         if not _SESSION_ID.fullmatch(spec.session_id):
             raise ValueError(f"session id not usable as a neonize key: {spec.session_id!r}")

@@ -33,6 +33,10 @@ session's device or pairs a new one. How each neonize hazard is handled:
   one, the client is stopped so Go's maps hold nothing stale; each failed
   connect still leaks a descriptor in Go, which is why the actor backs off
   between runs.
+- A proxy (`SessionSpec.proxy_url`) is checked before each attempt (a bad one
+  ends `run` with ConnectFailed, not retryable) and handed to that attempt's
+  `connect()`: neonize applies a proxy only while connect() creates the Go
+  client (see `_proxy`). Its URL never reaches a log line or a reason.
 - An unpaired session (one that was shown a QR code) must pair within
   `pairing_deadline` seconds (trio clock) of `run()` starting; otherwise the
   client is stopped and `run` raises PairingTimeout. `pair_phone` waits for the
@@ -60,11 +64,13 @@ import trio
 
 from .._messages import OutboundMessage, SendResult
 from .._transport import (
-    ChatState, ConnectFailed, ContactInfo, EventSendChannel, GroupInfo, LoggedOut, MessageReceived, NotConnected,
-    OnWhatsApp, PairingTimeout, ParticipantAction, ParticipantResult, RecipientError, SessionSpec, TransportError,
+    ChatState, ConnectFailed, EventSendChannel, LoggedOut, MessageReceived, NotConnected, OnWhatsApp,
+    PairingTimeout, SessionSpec, TransportError,
 )
+from . import _proxy
 from ._attempt import Attempt, nz
 from ._callbacks import GoCallbacks
+from ._directory import DirectoryCalls
 from ._rwlock import GO_LOCK, RWLock
 
 log = logging.getLogger("actors._neonize")  # one logger for the transport, its attempts and callbacks
@@ -80,7 +86,7 @@ _clients: dict[str, Any] = {}  # session id (Go uuid) → NewClient, for the lif
 _clients_guard = threading.Lock()
 
 
-class NeonizeTransport(GoCallbacks):
+class NeonizeTransport(GoCallbacks, DirectoryCalls):
     """A `Transport` over one neonize client; see the module docstring and `actors/_transport.py`."""
 
     def __init__(self, spec: SessionSpec, *, client: Any, lock: RWLock = GO_LOCK,
@@ -97,11 +103,31 @@ class NeonizeTransport(GoCallbacks):
         self._thread: threading.Thread | None = None
         self._running = self._closed = False
         self._connected = False  # the Go client is logged in; written under the lock or by Go callbacks
+        self._me: frozenset[str] = frozenset()  # this account's JIDs (phone, LID), from the last Connected
+        self._proxy: Any = None  # the last attempt's neonize ProxySettings, None without a proxy
+        self._proxy_url: str | None = None  # ... and its URL, scrubbed from every error text
         self._register_handlers()
 
     @property
     def client(self) -> Any:
         return self._client
+
+    def respec(self, spec: SessionSpec) -> None:
+        """Take the session's current spec (a changed proxy, say); the next `run()` uses it."""
+        if spec.session_id != self.session_id:
+            raise ValueError(f"spec of session {spec.session_id!r} given to {self.session_id!r}")
+        self.spec = spec
+
+    def _proxy_settings(self) -> Any:
+        """The ProxySettings for the next connect(), None without a proxy; ConnectFailed for a bad URL."""
+        url = self.spec.proxy_url
+        if not url:
+            return None
+        _proxy.check(url)
+        return nz().ProxySettings(proxy_address=url)
+
+    def _scrub(self, text: str) -> str:
+        return _proxy.scrub(text, self._proxy_url)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -111,6 +137,7 @@ class NeonizeTransport(GoCallbacks):
             raise ConnectFailed("transport is closed", retryable=False)
         if self._running:
             raise RuntimeError(f"run() is already active for session {self.session_id}")
+        self._proxy, self._proxy_url = self._proxy_settings(), self.spec.proxy_url
         self._running = True
         try:
             await self._wait_previous_thread()
@@ -166,14 +193,19 @@ class NeonizeTransport(GoCallbacks):
             a.go_started = True
             a.post(launched=True)
             try:
-                self._client.connect()
+                self._client.connect(self._proxy)
             except Exception as exc:
-                error = nz().conv.go_text(exc)
+                error = self._scrub(nz().conv.go_text(exc))
+                if self._proxy is not None and _proxy.refused_by_go(error):
+                    a.post(failure=ConnectFailed(
+                        f"proxy {_proxy.masked(self._proxy_url or '')} refused: {error}", retryable=False))
             finally:
                 a.connect_returned.set()
         except BaseException as exc:
-            log.exception("neonize connect thread failed (session %s)", self.session_id)
-            error = error or f"connect thread failed: {exc!r}"
+            # a traceback could quote the proxy URL: only without one
+            log.error("neonize connect thread failed (session %s): %s", self.session_id, self._scrub(repr(exc)),
+                      exc_info=self._proxy_url is None)
+            error = error or self._scrub(f"connect thread failed: {exc!r}")
         finally:
             a.settle_start(self._lock)
             a.post(done=True, connect_error=error)
@@ -262,13 +294,20 @@ class NeonizeTransport(GoCallbacks):
 
     # -- operations ---------------------------------------------------------------
 
-    async def _in_thread(self, fn: Callable[[], Any]) -> Any:
+    async def _in_thread(self, fn: Callable[[], Any],
+                         errors: Callable[[BaseException], TransportError] | None = None) -> Any:
+        """`fn()` on a worker thread; a NeonizeError becomes `errors(exc)` (default `transport_error`)."""
         try:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
         except nz().NeonizeError as exc:
-            raise nz().conv.transport_error(exc) from exc
+            mapped = (errors or nz().conv.transport_error)(exc)
+            reason = self._scrub(mapped.reason)
+            if reason != mapped.reason:  # the proxy's secrets: keep them out of the chain too
+                raise type(mapped)(reason) from None
+            raise mapped from exc
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _call(self, fn: Callable[..., Any], *args: Any,
+                    errors: Callable[[BaseException], TransportError] | None = None) -> Any:
         """`fn(*args)` on a worker thread under the shared lock, only while connected."""
         if not self._connected:
             raise NotConnected()
@@ -278,7 +317,7 @@ class NeonizeTransport(GoCallbacks):
                 if not self._connected:  # stop clears it under the exclusive lock
                     raise NotConnected()
                 return fn(*args)
-        return await self._in_thread(work)
+        return await self._in_thread(work, errors)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         lib = nz()
@@ -306,31 +345,6 @@ class NeonizeTransport(GoCallbacks):
                 raise
             found = []
         return conv.on_whatsapp(numbers, found)
-
-    async def get_contacts(self) -> list[ContactInfo]:
-        contacts = await self._call(lambda: self._client.contact.get_all_contacts())
-        return [c for c in map(nz().conv.contact_info, contacts) if c is not None]
-
-    async def list_groups(self) -> list[GroupInfo]:
-        return [nz().conv.group_info(g) for g in await self._call(self._client.get_joined_groups)]
-
-    async def create_group(self, name: str, participants: list[str]) -> GroupInfo:
-        jids = [nz().conv.parse_jid(p) for p in participants]
-        return nz().conv.group_info(await self._call(self._client.create_group, name, jids))
-
-    async def group_info(self, group_jid: str) -> GroupInfo:
-        return nz().conv.group_info(await self._call(self._client.get_group_info, _group(group_jid)))
-
-    async def update_participants(self, group_jid: str, participants: list[str],
-                                  action: ParticipantAction) -> list[ParticipantResult]:
-        lib = nz()
-        change = {"add": lib.enum.ParticipantChange.ADD, "remove": lib.enum.ParticipantChange.REMOVE}[action]
-        jids = [lib.conv.parse_jid(p) for p in participants]
-        changed = await self._call(self._client.update_group_participants, _group(group_jid), jids, change)
-        return lib.conv.participant_results(participants, changed)
-
-    async def leave_group(self, group_jid: str) -> None:
-        await self._call(self._client.leave_group, _group(group_jid))
 
     async def send_presence(self, available: bool) -> None:
         presence = nz().enum.Presence
@@ -362,7 +376,6 @@ class NeonizeTransport(GoCallbacks):
         if not data:
             raise TransportError("WhatsApp returned no media bytes")
         return bytes(data)
-
 
     # -- actions on earlier messages ------------------------------------------------------
     # `sender` (the target's author) defaults to this account: `get_me()` is safe inside `_call`.
@@ -406,8 +419,3 @@ def _sent(resp: Any) -> SendResult:
     sent_at = resp.Timestamp if resp.Timestamp > 0 else time.time()  # Go sends seconds
     return SendResult(message_id=resp.ID, timestamp_ms=int(sent_at * 1000))
 
-
-def _group(jid: str) -> Any:
-    if not jid.endswith("@g.us"):
-        raise RecipientError(f"not a group JID: {jid!r}")
-    return nz().conv.parse_jid(jid)
