@@ -1,26 +1,21 @@
-"""Operations a paired session calls (groups, presence, contacts, lookups), and their dispatch.
+"""Operations a paired session calls, and their dispatch; presence, typing, contacts, lookups and read receipts.
 
 A mixin of `_network.Network`: it shares the registry and delivery helpers.
-Per-participant group results use WhatsApp's codes: "404" for a number that is
-not on WhatsApp (or not in the group, on remove), "409" for one already in the
-group, "not-authorized" when the caller is not an admin. Whether a number is on
-WhatsApp is `Network.lookup`'s answer (open world: every well-formed number not
-unregistered).
+`call` dispatches every operation: groups to `_groups.GroupsMixin`, contacts
+and identity to `_identity.IdentityMixin`, actions on messages to
+`_actions.ActionsMixin`. Whether a number is on WhatsApp is `Network.lookup`'s
+answer (open world: every well-formed number not unregistered).
 """
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING
 
 from actors import (
     ChatPresence,
     ChatState,
     ContactInfo,
-    GroupInfo,
-    GroupParticipant,
     OnWhatsApp,
-    ParticipantResult,
     Presence,
     Receipt,
     SendResult,
@@ -28,50 +23,46 @@ from actors import (
 )
 from actors.sim import (
     AnyOp,
+    BlocklistOp,
+    BlockOp,
     ContactsOp,
     CreateGroupOp,
     DownloadMediaOp,
-    GroupInfoOp,
-    LeaveGroupOp,
-    ListGroupsOp,
-    LogoutOp,
-    MarkReadOp,
-    OnWhatsAppOp,
-    PairPhoneOp,
-    SendOp,
-    SendPresenceOp,
-    SubscribePresenceOp,
-    TypingOp,
-    UpdateParticipantsOp,
-    ReactOp,
     EditOp,
-    RevokeOp,
-    VoteOp,
-    BlocklistOp,
-    BlockOp,
+    GroupInfoOp,
     GroupPictureOp,
     GroupSettingsOp,
     InviteInfoOp,
     InviteLinkOp,
     JoinInviteOp,
+    LeaveGroupOp,
     LidForPhoneOp,
+    ListGroupsOp,
+    LogoutOp,
+    MarkReadOp,
+    OnWhatsAppOp,
+    PairPhoneOp,
     PhoneForLidOp,
     PictureOp,
+    ReactOp,
+    RevokeOp,
+    SendOp,
+    SendPresenceOp,
+    SubscribePresenceOp,
+    TypingOp,
+    UpdateParticipantsOp,
     UserInfoOp,
+    VoteOp,
 )
 
-from ._model import Account, Device, Group, Item, OpError, Outbox, jid_of, normalize_phone, recipient_error
+from ._model import Account, Device, Item, OpError, Outbox, jid_of, normalize_phone, recipient_error
 
 if TYPE_CHECKING:
     from ._network import Network
 
-MAX_GROUP_NAME = 100
-
 
 class SocialMixin:
     def __init__(self) -> None:
-        self.groups: dict[str, Group] = {}
-        self._group_seq = random.randrange(10**11)
         # device id → phones whose presence it follows; like WhatsApp's, a subscription lasts one connection
         self._watching: dict[str, set[str]] = {}
 
@@ -176,77 +167,6 @@ class SocialMixin:
         if me is None or other is None:
             raise OpError("error", "unknown owner or invalid phone")
         me.contacts[jid_of(other)] = full_name
-
-    # -- groups ---------------------------------------------------------------
-
-    def group_view(self, group: Group) -> GroupInfo:
-        return GroupInfo(jid=group.jid, name=group.name, topic=group.topic, owner=group.owner,
-                         created_at_ms=group.created_at_ms,
-                         participants=[GroupParticipant(jid=jid, phone_number=phone_from_jid(jid),
-                                                        is_admin=role >= 1, is_super_admin=role == 2)
-                                       for jid, role in group.roles.items()])
-
-    def member_group(self, me: Account, jid: str) -> Group:
-        group = self.groups.get(jid)
-        if group is None or me.jid not in group.roles:
-            # WhatsApp answers both the same way: a group you are not in is one you cannot see.
-            raise OpError("group_not_found", f"group {jid} not found, or this account is not in it")
-        return group
-
-    def create_group(self: Network, me: Account, name: str, participants: list[str]) -> GroupInfo:
-        if not name.strip() or len(name) > MAX_GROUP_NAME:
-            raise OpError("error", f"group name must be 1-{MAX_GROUP_NAME} characters")
-        self._group_seq += 1
-        group = Group(jid=f"120363{self._group_seq:012d}@g.us", name=name, owner=me.jid,
-                      created_at_ms=self.now_ms(), roles={me.jid: 2})
-        me.groups.add(group.jid)
-        for asked in participants:  # numbers not on WhatsApp are left out, as WhatsApp does
-            phone = normalize_phone(asked)
-            member = self.lookup(phone) if phone != me.phone else None
-            if member is not None:
-                group.roles[member.jid] = 0
-                member.groups.add(group.jid)
-        self.groups[group.jid] = group
-        return self.group_view(group)
-
-    def update_participants(self: Network, me: Account, jid: str, participants: list[str],
-                            action: str) -> list[ParticipantResult]:
-        group = self.member_group(me, jid)
-        results = []
-        for asked in participants:
-            phone = normalize_phone(asked)
-            pjid = jid_of(phone) if phone else asked
-            if group.roles[me.jid] < 1:
-                results.append(ParticipantResult(jid=pjid, ok=False, error="not-authorized"))
-            elif action == "add":
-                member = self.lookup(phone)
-                if member is None:
-                    results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
-                elif pjid in group.roles:
-                    results.append(ParticipantResult(jid=pjid, ok=False, error="409"))
-                else:
-                    group.roles[pjid] = 0
-                    member.groups.add(jid)
-                    results.append(ParticipantResult(jid=pjid, ok=True))
-            elif pjid not in group.roles:
-                results.append(ParticipantResult(jid=pjid, ok=False, error="404"))
-            else:
-                self._remove_member(group, pjid)
-                results.append(ParticipantResult(jid=pjid, ok=True))
-        return results
-
-    def leave_group(self: Network, me: Account, jid: str) -> None:
-        self._remove_member(self.member_group(me, jid), me.jid)
-
-    def _remove_member(self: Network, group: Group, jid: str) -> None:
-        del group.roles[jid]
-        member = self.accounts.get(phone_from_jid(jid) or "")
-        if member is not None:
-            member.groups.discard(group.jid)
-        if not group.roles:
-            del self.groups[group.jid]
-        elif not any(role >= 1 for role in group.roles.values()):
-            group.roles[next(iter(group.roles))] = 1  # WhatsApp promotes someone when the last admin leaves
 
     # -- presence -------------------------------------------------------------
     # WhatsApp sends a contact's presence to a subscribed device only while that device's
