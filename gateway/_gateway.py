@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from actors import ActorPolicy, Backoff, OnWhatsApp, Pacing, Supervisor, TransportFactory
+from actors import ActorPolicy, Backoff, OnWhatsApp, Pacing, ProfilePicture, Supervisor, TransportFactory, UserInfo
 from ratelimit import PostgresLimiter
 
 from ._accounts import Accounts
@@ -30,6 +30,7 @@ from ._control import LocalGate, SessionControl
 from ._events import EventBus, EventRecorder
 from ._host import SessionHost
 from ._incoming import IncomingMedia
+from ._lids import LidBook
 from ._limits import RateGuard
 from ._logins import Logins
 from ._lru import LruCache
@@ -48,6 +49,7 @@ from .webhooks import Dispatcher, H11Client, RetryPolicy
 log = logging.getLogger("gateway")
 
 ON_WHATSAPP_CACHE_MAX = 100_000
+PROFILE_CACHE_MAX = 10_000  # per cache (pictures, about texts): (session, JID) → WhatsApp's answer
 # A webhook claim outlives one attempt (its hard cap) plus the time to record it, with room
 # to spare. It is kept short because it is also how long a delivery that was in flight on a
 # node that died waits before another node retries it.
@@ -74,6 +76,10 @@ class Gateway:
     outbound: Outbound
     rates: RateGuard
     on_whatsapp_cache: LruCache[tuple[str, str], OnWhatsApp]
+    # profile pictures and about texts as WhatsApp last answered them, for GATEWAY_ON_WHATSAPP_TTL
+    picture_cache: LruCache[tuple[str, str], ProfilePicture]
+    about_cache: LruCache[tuple[str, str], UserInfo]
+    lids: LidBook  # the LID ↔ phone pairs each session learned (events, contact lists, lookups)
     recorder: EventRecorder
     dispatcher: Dispatcher
     media: IncomingMedia  # received media: downloads, the media store, the retention purge
@@ -146,7 +152,9 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
                         media_timeout=config.media_timeout, clock=clock)
     media = IncomingMedia(FileMediaStore(Path(config.data_dir) / "media", store), max_bytes=config.media_max_bytes,
                           timeout=config.media_timeout, retention=config.media_retention, clock=clock)
-    host = SessionHost(store, recorder, ownership, on_receipt=outbound.on_receipt, clock=clock, media=media)
+    lids = LidBook(store, clock)
+    host = SessionHost(store, recorder, ownership, on_receipt=outbound.on_receipt, clock=clock, media=media,
+                       lids=lids)
     supervisor = Supervisor(transport_factory, host, policy=_actor_policy(config), queue=outbound)
     control = SessionControl(store, supervisor, rates, ownership, data_dir=config.data_dir, qr_wait=config.qr_wait,
                              command_timeout=config.shutdown_timeout, clock=clock)
@@ -164,7 +172,9 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
         messages=Messages(store, gate, rates, composer, queue_ttl=config.queue_ttl, clock=clock),
         queue=Queue(store, gate, recorder, queue_ttl=config.queue_ttl, clock=clock),
         actions=MessageActions(store, control, clock=clock),
-        on_whatsapp_cache=LruCache(ON_WHATSAPP_CACHE_MAX, ttl=config.on_whatsapp_ttl), recorder=recorder,
+        on_whatsapp_cache=LruCache(ON_WHATSAPP_CACHE_MAX, ttl=config.on_whatsapp_ttl),
+        picture_cache=LruCache(PROFILE_CACHE_MAX, ttl=config.on_whatsapp_ttl),
+        about_cache=LruCache(PROFILE_CACHE_MAX, ttl=config.on_whatsapp_ttl), lids=lids, recorder=recorder,
         dispatcher=dispatcher, media=media, nursery=nursery, cluster=cluster)
 
 

@@ -10,28 +10,56 @@ connection. A node that does not own the session (cluster mode: its lease
 lapsed) reports nothing more of it. A received image, video, audio, document
 or sticker is downloaded first, in the event pump (`_incoming`): its
 `message.received` carries the stored file, or why it is not there.
+
+Received messages and actions name their author by phone JID wherever the
+gateway can (`_lids`): one that carries both the phone JID and the LID teaches
+the pair; one addressed by LID alone (its sender, and a 1:1 chat) is resolved
+from what the session learned, else by asking the transport. What cannot be
+resolved stays the LID, and the LID is always reported as well (`fromLid`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
+import trio
 
 from actors import (
-    ChatPresence, Connected, GroupEvent, MessageAction, MessageReceived, NotConnected, PollVoted, Presence, QRCode, Receipt,
-    SessionState, Transport, TransportError, TransportEvent, is_group_jid, user_jid,
+    ChatPresence,
+    Connected,
+    GroupEvent,
+    MessageAction,
+    MessageReceived,
+    NotConnected,
+    PollVoted,
+    Presence,
+    QRCode,
+    Receipt,
+    SessionState,
+    Transport,
+    TransportError,
+    TransportEvent,
+    is_group_jid,
+    phone_from_jid,
+    user_jid,
 )
 
 from ._clock import Clock
 from ._event_schemas import (
-    SessionConnectedEvent, SessionDisconnectedEvent, SessionQrEvent, action_payload, group_payload,
-    message_received_payload, presence_payload,
+    SessionConnectedEvent,
+    SessionDisconnectedEvent,
+    SessionQrEvent,
+    action_payload,
+    group_payload,
+    message_received_payload,
+    presence_payload,
 )
 from ._events import Collector, EventRecorder, GatewayEvent, make_event
 from ._incoming import IncomingMedia
+from ._lids import LidBook, bare_lid
 from ._lru import LruCache
 from ._payload import poll_content
 from ._ports import Ownership
@@ -41,14 +69,17 @@ log = logging.getLogger("gateway.host")
 
 RECENT_INBOUND: Final = 50_000  # inbound ids remembered for deduplication, across all sessions
 DOWN_STATES: Final = (SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
+LID_LOOKUP_DEADLINE: Final = 10.0  # seconds the event pump waits for WhatsApp to resolve a LID
 
 OnReceipt = Callable[[str, Receipt], Awaitable[None]]
+M = TypeVar("M", MessageReceived, MessageAction)
 
 
 class SessionHost:
     def __init__(self, store: Store, recorder: EventRecorder, ownership: Ownership, *, on_receipt: OnReceipt,
-                 clock: Clock, media: IncomingMedia | None = None) -> None:
+                 clock: Clock, media: IncomingMedia | None = None, lids: LidBook | None = None) -> None:
         self._media = media
+        self._lids = lids if lids is not None else LidBook(store, clock)
         self._store = store
         self._recorder = recorder
         self._ownership = ownership
@@ -88,10 +119,7 @@ class SessionHost:
         elif isinstance(event, MessageReceived):
             await self._received(session_id, event, None)
         elif isinstance(event, MessageAction):
-            if not self._recent_inbound.add((session_id, event.event_id), True):
-                return  # a repeat of the same reaction, edit, revoke or vote
-            name, data = action_payload(event, poll_options=await self._poll_options(session_id, event))
-            await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
+            await self._action(session_id, event, None)
         elif isinstance(event, GroupEvent):
             name, data = group_payload(event)
             await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
@@ -107,14 +135,59 @@ class SessionHost:
         if owner:
             await self._received(session_id, event, transport)
 
+    async def message_action(self, session_id: str, event: MessageAction, transport: Transport) -> None:
+        """The actor's hook for reactions, edits, revokes and votes: `transport` resolves a LID."""
+        owner, _ = self._ownership.write_fence(session_id)
+        if owner:
+            await self._action(session_id, event, transport)
+
+    async def _action(self, session_id: str, event: MessageAction, transport: Transport | None) -> None:
+        if not self._recent_inbound.add((session_id, event.event_id), True):
+            return  # a repeat of the same reaction, edit, revoke or vote
+        event = await self._addressed(session_id, event, transport)
+        name, data = action_payload(event, poll_options=await self._poll_options(session_id, event))
+        at = self._clock.now_ms()
+        await self._recorder.record([make_event(name, session_id, payload(data), at=at)], at)
+
     async def _received(self, session_id: str, event: MessageReceived, transport: Transport | None) -> None:
         if not self._recent_inbound.add((session_id, event.message_id), True):
             return  # a repeat is not a new message
+        event = await self._addressed(session_id, event, transport)
         quoted_sender = await self._quoted_sender(session_id, event)
         media = await self._media.fetch(session_id, transport, event) if self._media is not None else None
         received = payload(message_received_payload(event, quoted_sender=quoted_sender, media=media))
         at = self._clock.now_ms()  # after the download: the event is as new as the file
         await self._recorder.record([make_event("message.received", session_id, received, at=at)], at)
+
+    async def _addressed(self, session_id: str, event: M, transport: Transport | None) -> M:
+        """The event with its author (and a 1:1 chat) as phone JIDs where they can be, and its LID."""
+        by_lid = bare_lid(event.sender)  # WhatsApp named the author by LID alone
+        lid = bare_lid(event.sender_lid) or by_lid
+        sender = event.sender
+        if by_lid is not None:
+            sender = await self._resolve(session_id, by_lid, transport) or by_lid
+        elif lid is not None:
+            await self._lids.learn(session_id, [(lid, sender)])
+        else:
+            lid = await self._lids.lid_for(session_id, sender)  # known from before (no WhatsApp call)
+        chat = event.chat
+        chat_lid = bare_lid(chat)
+        if chat_lid is not None:  # a 1:1 chat named by LID: the author's, or (sent from another device) the peer's
+            chat = sender if chat_lid == lid else await self._resolve(session_id, chat_lid, transport) or chat_lid
+        if (sender, chat, lid) == (event.sender, event.chat, event.sender_lid):
+            return event
+        phone = event.sender_phone if sender == event.sender else phone_from_jid(sender)
+        return msgspec.structs.replace(event, sender=sender, sender_phone=phone, sender_lid=lid, chat=chat)
+
+    async def _resolve(self, session_id: str, lid: str, transport: Transport | None) -> str | None:
+        """The phone JID of a LID, or None; a transport that fails or is slow leaves it unresolved."""
+        with trio.move_on_after(LID_LOOKUP_DEADLINE):
+            try:
+                return await self._lids.phone_for(session_id, lid, transport)
+            except TransportError as exc:
+                log.info("LID not resolved", extra={"fields": {"session": session_id, "lid": lid,
+                                                                "error": exc.reason}})
+        return None
 
     async def connected(self, session_id: str, transport: Transport) -> None:
         """The actor's after-connect hook: subscribe again to every contact the session follows."""

@@ -27,6 +27,9 @@ PHONE_PATTERN: Final = whole(PHONE_RE)
 PERSON_PATTERN: Final = whole(f"{PHONE_RE}|{USER_JID_RE}")
 RECIPIENT_PATTERN: Final = whole(f"{PHONE_RE}|{USER_JID_RE}|{GROUP_JID_RE}")
 GROUP_JID_PATTERN: Final = whole(GROUP_JID_RE)
+# A group invite code: what follows https://chat.whatsapp.com/
+INVITE_CODE_RE: Final = r"[A-Za-z0-9]{16,32}"
+INVITE_CODE_PATTERN: Final = whole(INVITE_CODE_RE)
 # Some character `str.strip` keeps: the class lists exactly the characters
 # `str.isspace` accepts (spelled out, as Python's and ECMA's `\s` differ).
 NOT_BLANK_PATTERN: Final = r"[^ \t\n\r\f\v\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"

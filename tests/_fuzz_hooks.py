@@ -39,9 +39,10 @@ SAMPLES: dict[str, bytes] = {
     "audio": b"OggS" + bytes(64),
     "document": b"%PDF-1.4\n" + bytes(64),
     "sticker": b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(64),
+    "picture": b"\xff\xd8\xff\xe0" + bytes(64),  # a group picture is a JPEG
 }
 MEDIA_PATHS = {"image": "/image.png", "video": "/video.mp4", "audio": "/audio.ogg",
-               "document": "/document.pdf", "sticker": "/sticker.webp"}
+               "document": "/document.pdf", "sticker": "/sticker.webp", "picture": "/picture.jpg"}
 _PROTECTED_OPS = {("DELETE", "/api/v1/whatsapp-sessions/{session_id}"),
                   ("POST", "/api/v1/whatsapp-sessions/{session_id}/rotate-key"),
                   ("POST", "/api/v1/whatsapp-sessions/{session_id}/disconnect"),
@@ -70,6 +71,15 @@ def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
                 _fix_message(item)
     elif case.method.upper() == "PATCH" and case.path == "/api/v1/messages/{message_id}":
         _fix_message(body)  # a reschedule's sendAt keeps the same rule as a send's
+    elif case.method.upper() == "PUT" and case.path == "/api/v1/groups/{jid}/picture":
+        # exactly one source: a served JPEG by URL, or JPEG bytes
+        if isinstance(body.get("url"), str):
+            body.pop("base64", None)
+            body["url"] = MEDIA_BASE + MEDIA_PATHS["picture"]
+        else:
+            body["base64"] = base64.b64encode(SAMPLES["picture"]).decode()
+    elif case.method.upper() == "PUT" and case.path == "/api/v1/groups/{jid}/settings" and not body:
+        body["announce"] = False  # at least one setting
     if case.method.upper() == "PUT" and case.path_parameters.get("session_id") == PROTECTED:
         body.pop("sendLimit", None)  # a slow limit on the session every send uses would starve the run
     if isinstance(body.get("webhookUrl"), str):

@@ -25,8 +25,18 @@ import msgspec
 import trio
 
 from .._transport import (
-    ConnectFailed, Connected, Disconnected, LoggedOut, MessageReceived, NotConnected, PairingTimeout, QRCode,
-    SessionSpec, Transport, TransportEvent,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    LoggedOut,
+    MessageAction,
+    MessageReceived,
+    NotConnected,
+    PairingTimeout,
+    QRCode,
+    SessionSpec,
+    Transport,
+    TransportEvent,
 )
 from ._backoff import Backoff
 from ._outbox import OutboundQueue, Pacing, Sender
@@ -51,7 +61,10 @@ class ActorHost(Protocol):
     # Optional: a host may also define
     #     async def message_received(self, session_id: str, event: MessageReceived, transport: Transport) -> None
     # which the actor then calls for received messages instead of `transport_event`, so that the host
-    # can download their media through the transport; and
+    # can download their media through the transport;
+    #     async def message_action(self, session_id: str, event: MessageAction, transport: Transport) -> None
+    # which it calls likewise for reactions, edits, revokes and votes (a host resolves who acted through
+    # the transport); and
     #     async def connected(self, session_id: str, transport: Transport) -> None
     # which the actor runs in a task of its own each time the session becomes CONNECTED (again
     # after every reconnect), to restore what WhatsApp forgets with a connection (presence
@@ -318,6 +331,11 @@ class SessionActor:
             on_message = getattr(self._host, "message_received", None)
             if on_message is not None:
                 await on_message(self.session_id, event, self.transport)
+                return
+        elif isinstance(event, MessageAction):
+            on_action = getattr(self._host, "message_action", None)
+            if on_action is not None:
+                await on_action(self.session_id, event, self.transport)
                 return
         await self._host.transport_event(self.session_id, event)
 

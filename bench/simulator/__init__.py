@@ -67,6 +67,26 @@ Behaviour
   per-participant "404" not on WhatsApp / "409" already in it / "not-authorized";
   a closed world leaves unknown numbers out of a new group; leave) and **contacts** (every
   account a session exchanged 1:1 messages with, plus `add_contact`).
+- **Group administration** (`_groups.py`): settings (name 1-100 characters, a
+  description of at most 2048, announce-only, locked; only admins change
+  announce and locked, and anything of a locked group), a JPEG picture of at
+  most 1 MiB, invite links (22 characters, the same until reset) and joining
+  by one, promote and demote. Every change reaches the members as a durable
+  notification (`GroupJoined`, `GroupLeft`, `GroupParticipantsChanged`,
+  `GroupUpdated`), with `by` the account that acted.
+- **Identity** (`_identity.py`). Every number has a LID (`<15 digits>@lid`, the
+  same all run; `lid_for_phone`/`phone_for_lid`). Control
+  `set_profile(phone, about=..., picture=True|False)` sets the about text (139
+  characters at most; "" clears it) and puts up a new picture (a new id each
+  time, `https://pps.whatsapp.sim/v/t61/<id>.jpg`) or takes it down;
+  `identity(phone)` shows it all. What a blocked number sends (messages,
+  reactions, edits, revokes, votes) is never delivered or receipted, though its
+  send succeeds; whoever blocked you hides their picture and about text.
+  `set_addressing(phone, "off"|"lid"|"lid-only")`: `lid` adds `sender_lid`
+  beside the phone JID; `lid-only` names the sender by LID alone (`sender`,
+  `sender_lid`, a 1:1 `chat`), with no `sender_phone`.
+- **Proxies.** A session's `Attach` may name the proxy its transport was told
+  to use; control `sessions` shows it with the password masked.
 - **Faults** through control: `drop` one session (its `run` raises
   `ConnectFailed`) or every link; `set_latency` on operations; `set_error_rate`
   on sends; `logout` (the session gets `LoggedOut`, its pairing is forgotten).

@@ -1,4 +1,4 @@
-"""What the control channel can ask of the network: pairing, accounts, faults, the record.
+"""What the control channel can ask of the network: pairing, accounts, identity, faults, the record.
 
 Each public method of `ControlOps` is one control operation; its keyword
 arguments are the request's `args`. The control client (`control.py`) is the
@@ -12,7 +12,8 @@ from typing import Any
 from actors import OutboundMessage, TextContent
 from actors.sim import RecordCounts, RecordEntry, SendOp, SessionInfo, SimStats
 
-from ._model import OpError, Slot, jid_of, normalize_phone
+from ._identity import picture_url
+from ._model import Account, OpError, Slot, jid_of, normalize_phone
 from ._network import Network
 
 
@@ -105,6 +106,42 @@ class ControlOps:
 
     def add_contact(self, owner: str, phone: str, full_name: str | None = None) -> None:
         self.net.add_contact(owner, phone, full_name)
+
+    # -- identity -----------------------------------------------------------------
+
+    def _on_whatsapp(self, phone: object) -> Account:
+        acc = self.net.lookup(normalize_phone(phone)) if isinstance(phone, str) else None
+        if acc is None:
+            raise OpError("error", f"{phone!r} is not on WhatsApp")
+        return acc
+
+    def identity(self, phone: str) -> dict[str, object]:
+        """What WhatsApp knows of a number on it: its LID, about text, picture, addressing and blocklist."""
+        acc = self._on_whatsapp(phone)
+        return {"phone": acc.phone, "jid": acc.jid, "lid": self.net.lid_of(acc), "about": acc.about,
+                "picture_id": acc.picture_id, "picture_url": picture_url(acc.picture_id),
+                "addressing": acc.addressing, "blocked": self.net.blocklist(acc)}
+
+    def set_profile(self, phone: str, about: str | None = None, picture: bool | None = None) -> dict[str, object]:
+        """Set the account's about text (at most 139 characters; "" clears it) and put up a new profile
+        picture (`picture` true: a new picture id each time) or take it down (false); an argument left
+        out leaves that part as it is. Returns `identity`."""
+        if about is not None and not isinstance(about, str):
+            raise OpError("error", "about must be a string")
+        if picture is not None and not isinstance(picture, bool):
+            raise OpError("error", "picture must be true or false")
+        acc = self._on_whatsapp(phone)
+        self.net.set_profile(acc, about=about, picture=picture)
+        return self.identity(acc.phone)
+
+    def set_addressing(self, phone: str, mode: str) -> dict[str, object]:
+        """How the account's messages and actions reach others: "off" (by phone JID), "lid" (phone JID
+        and `sender_lid`) or "lid-only" (by LID alone, a 1:1 chat too). Returns `identity`."""
+        if not isinstance(mode, str):
+            raise OpError("error", "mode must be a string")
+        acc = self._on_whatsapp(phone)
+        self.net.set_addressing(acc, mode)
+        return self.identity(acc.phone)
 
     def inject(self, sender: str, to: str, text: str, message_id: str | None = None) -> dict[str, object]:
         """A message typed on `sender`'s phone (registered on the fly) to a number or group."""

@@ -158,7 +158,8 @@ class SocialMixin:
             other = self.accounts.get(phone) if phone else None
             out.append(ContactInfo(jid=jid, phone_number=phone, full_name=full_name,
                                    push_name=other.push_name if other else None,
-                                   business_name=other.verified_name if other else None))
+                                   business_name=other.verified_name if other else None,
+                                   lid=self.lid_for_phone(jid)))
         return out
 
     def add_contact(self: Network, owner: str, phone: str, full_name: str | None = None) -> None:

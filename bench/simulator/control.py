@@ -6,6 +6,8 @@
         await sim.wait_qr("my-session")             # the session is showing a QR
         phone = await sim.scan("my-session", "+15550002222")
         await sim.set_error_rate(0.1)               # one send in ten fails
+        await sim.set_profile("+15550001111", about="Hi", picture=True)
+        lid = await sim.set_addressing("+15550001111", "lid-only")  # its messages arrive by LID
         counts = await sim.record_counts()          # total / distinct / duplicates
 
 `url` may be the simulator's base URL (what the gateway's `GATEWAY_SIM_URL`
@@ -24,7 +26,13 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from actors.sim import (
-    CONTROL_PATH, ControlRequest, RecordCounts, RecordEntry, SessionInfo, SimStats, control_encoder,
+    CONTROL_PATH,
+    ControlRequest,
+    RecordCounts,
+    RecordEntry,
+    SessionInfo,
+    SimStats,
+    control_encoder,
     control_reply_decoder,
 )
 
@@ -113,6 +121,28 @@ class SimControl:
 
     async def add_contact(self, owner: str, phone: str, full_name: str | None = None) -> None:
         await self.request("add_contact", owner=owner, phone=phone, full_name=full_name)
+
+    # -- identity -----------------------------------------------------------------
+
+    async def identity(self, phone: str) -> dict[str, Any]:
+        """What WhatsApp knows of a number: `phone`, `jid`, `lid`, `about`, `picture_id`, `picture_url`,
+        `addressing` and `blocked` (the JIDs it blocked)."""
+        return await self.request("identity", phone=phone)
+
+    async def lid(self, phone: str) -> str:
+        """The number's LID (`<15 digits>@lid`), the same for the whole run."""
+        return (await self.identity(phone))["lid"]
+
+    async def set_profile(self, phone: str, *, about: str | None = None,
+                          picture: bool | None = None) -> dict[str, Any]:
+        """Set the about text (at most 139 characters; "" clears it), put up a new profile picture (True: a
+        new picture id each time) or take it down (False); None leaves that part. Returns `identity`."""
+        return await self.request("set_profile", phone=phone, about=about, picture=picture)
+
+    async def set_addressing(self, phone: str, mode: str) -> str:
+        """How others get this number's messages and actions: "off" (by phone JID), "lid" (phone JID plus
+        `sender_lid`) or "lid-only" (by LID alone, the 1:1 chat too). Returns its LID."""
+        return (await self.request("set_addressing", phone=phone, mode=mode))["lid"]
 
     async def inject(self, sender: str, to: str, text: str, *, message_id: str | None = None) -> str:
         """Send a text from `sender`'s phone to a number or group; returns the message id."""

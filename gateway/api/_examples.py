@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 from .._requests import CreateSession, PairingCodeRequest, SendMessage, SendMessages, UpdateSession
 from .chats import MarkRead, SetChatPresence, SetPresence, SubscribePresence
 from .contacts import UpsertContact
-from .groups import ChangeParticipants, CreateGroup
+from .groups import ChangeParticipants, CreateGroup, SetGroupPicture, UpdateGroupSettings
 from .message_actions import EditMessage, React, VotePoll
 from .messages import RescheduleMessage
 from .tokens import CreateToken
@@ -70,6 +70,12 @@ EXAMPLES: Final[dict[type, dict[str, Example]]] = {
     CreateGroup: {"group": Example("A group of two", {"name": "Launch team",
                                                       "participants": ["+15551234567", "+15557654321"]})},
     ChangeParticipants: {"people": Example("People by number", {"participants": ["+15551234567"]})},
+    UpdateGroupSettings: {
+        "info": Example("Rename and describe", {"name": "Launch team", "description": "Plans for the Q3 launch"}),
+        "announce": Example("Only admins send, only admins edit", {"announce": True, "locked": True}),
+    },
+    SetGroupPicture: {"url": Example("A JPEG by URL", {"url": "https://example.com/team.jpg"}),
+                      "base64": Example("A JPEG as base64", {"base64": "/9j/4AAQSkZJRgABAQAAAQABAAD/2Q=="})},
     SetPresence: {"online": Example("Show the account online", {"available": True})},
     SubscribePresence: {"contact": Example("Follow a contact's presence", {"to": _TO})},
     SetChatPresence: {"typing": Example("Typing", {"state": "composing"}),

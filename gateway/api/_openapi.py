@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 
 from .._media_store import MEDIA_ID
-from .._patterns import GROUP_JID_PATTERN, PHONE_PATTERN, RECIPIENT_PATTERN
+from .._lids import LID_PATTERN
+from .._patterns import GROUP_JID_PATTERN, INVITE_CODE_PATTERN, PHONE_PATTERN, RECIPIENT_PATTERN
 from .._requests import SCHEMA_RULES, WHOLE_MARK
 from ..errors import RateLimitExceeded, Unauthorized
 from ..events import EVENT_PAYLOADS
@@ -21,10 +22,15 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "phone": {"type": "string", "pattern": PHONE_PATTERN, "maxLength": 32,
               "description": "7 to 15 digits with an optional leading +; spaces, dashes, dots and "
                              "parentheses are ignored."},
-    "jid": {"type": "string", "pattern": GROUP_JID_PATTERN, "description": "A group JID.",
+    "jid": {"type": "string", "pattern": GROUP_JID_PATTERN, "maxLength": 64, "description": "A group JID.",
             "examples": ["120363041234567890@g.us"]},
     "chat": {"type": "string", "pattern": RECIPIENT_PATTERN, "maxLength": 64,
              "description": "A phone number, a user JID or a group JID.", "examples": ["1234567890"]},
+    "code": {"type": "string", "pattern": INVITE_CODE_PATTERN,
+             "description": "An invite code (what follows https://chat.whatsapp.com/).",
+             "examples": ["AbCdEfGhIjKlMnOpQrStUv"]},
+    "lid": {"type": "string", "pattern": LID_PATTERN, "maxLength": 24, "description": "A LID: 1 to 20 digits then @lid.",
+            "examples": ["123456789012345@lid"]},
     "media_id": {"type": "string", "pattern": "^" + MEDIA_ID.pattern + "$",
                  "description": "`media.id` of a `message.received`.", "examples": ["med_" + "0" * 32]},
 }

@@ -24,7 +24,7 @@ from msgspec import Meta
 from actors import GroupInfo, GroupNotFound, GroupParticipant, GroupSettings, RecipientError, phone_from_jid
 
 from .._media import MediaError, decode_base64, fetch, human_size, sniff
-from .._patterns import HTTP_URL_PATTERN, NOT_BLANK_PATTERN
+from .._patterns import HTTP_URL_PATTERN, INVITE_CODE_RE, NOT_BLANK_PATTERN
 from .._phone import group_jid_at, recipient_at
 from .._requests import Recipient, Request
 from ..errors import ValidationError
@@ -41,7 +41,6 @@ MAX_DESCRIPTION: Final = 2048  # characters, as WhatsApp's group description
 PICTURE_MAX_BYTES: Final = 1024 * 1024
 PICTURE_BASE64_MAX: Final = 4 * -(-PICTURE_MAX_BYTES // 3)
 # What follows https://chat.whatsapp.com/ in an invite link (22 letters and digits today).
-INVITE_CODE_RE: Final = r"[A-Za-z0-9]{16,32}"
 _INVITE_CODE: Final = re.compile(INVITE_CODE_RE)
 
 GroupName = Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK_PATTERN,
