@@ -51,6 +51,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "`whatsapp` (real WhatsApp through neonize) or `sim` (the bundled simulator)."),
     Setting("GATEWAY_SIM_URL", "sim_url", "ws://127.0.0.1:8765",
             "WebSocket URL of `gateway simulator`, used when the transport is `sim`."),
+    Setting("GATEWAY_PROXY_URL", "proxy_url", "",
+            "Proxy for sessions that have no `proxyUrl` of their own: `http://`, `https://` or "
+            "`socks5://[USER:PASSWORD@]HOST:PORT`, no path. Shown with `***` for its password. Empty: those "
+            "sessions connect directly. Read at start-up. See Proxies."),
     Setting("GATEWAY_SMTP_URL", "smtp_url", "",
             "Mail server for password-reset links: `smtp://[USER:PASSWORD@]HOST[:PORT]` (port 25, STARTTLS "
             "when offered), `smtp+starttls://...` (587, STARTTLS required) or `smtps://...` (465, TLS); "
@@ -173,6 +177,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     bind: str = "127.0.0.1:8080"
     transport: Literal["whatsapp", "sim"] = "whatsapp"
     sim_url: str = "ws://127.0.0.1:8765"
+    proxy_url: str = ""
     smtp_url: str = ""
     smtp_from: str = "gateway@localhost"
     data_dir: str = "./data"
@@ -273,6 +278,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             except RateParseError as exc:
                 raise ConfigError(f"{_env_name(field)}: {exc}") from None
         self._check_mail()
+        self.default_proxy_url()
         self.proxy_networks()
         if min(self.webhook_max_attempts, self.webhook_concurrency, self.webhook_per_endpoint,
                self.stream_buffer) < 1 or self.webhook_timeout <= 0:
@@ -312,6 +318,17 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         _, address = parseaddr(self.smtp_from)
         if "@" not in address:
             raise ConfigError(f"GATEWAY_SMTP_FROM must be an email address, got {self.smtp_from!r}")
+
+    def default_proxy_url(self) -> str | None:
+        """GATEWAY_PROXY_URL checked and normalized (what sessions without their own use), or None."""
+        from ._control import BadProxyURL, parse_proxy_url
+
+        if not self.proxy_url.strip():
+            return None
+        try:
+            return parse_proxy_url(self.proxy_url.strip())
+        except BadProxyURL as exc:  # the message never holds the URL: it may carry a password
+            raise ConfigError(f"GATEWAY_PROXY_URL: the proxy URL {exc}") from None
 
     def cors_origin_set(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())

@@ -157,7 +157,8 @@ def _build(config: Config, store: Store, clock: Clock, transport_factory: Transp
                        lids=lids)
     supervisor = Supervisor(transport_factory, host, policy=_actor_policy(config), queue=outbound)
     control = SessionControl(store, supervisor, rates, ownership, data_dir=config.data_dir, qr_wait=config.qr_wait,
-                             command_timeout=config.shutdown_timeout, clock=clock)
+                             command_timeout=config.shutdown_timeout, clock=clock,
+                             default_proxy_url=config.default_proxy_url())
     gate: SessionGate = (ClusterGate(store, rates, cluster.keeper, cluster.notifier, control) if cluster
                          else LocalGate(control))
     composer = Composer(store, allow_private_urls=config.allow_private_urls,

@@ -27,6 +27,7 @@ from ._patterns import (
     MIME_TYPE_PATTERN,
     PERSON_PATTERN,
     PHONE_PATTERN,
+    PROXY_URL_PATTERN,
     RECIPIENT_PATTERN,
     SEND_LIMIT_PATTERN,
 )
@@ -86,6 +87,16 @@ SendLimit = Annotated[str, Meta(max_length=32, pattern=SEND_LIMIT_PATTERN, examp
     "access token only."))]
 
 
+MAX_PROXY_URL: Final = 2048
+# The pattern is documented, not decoded: `_control.parse_proxy_url` checks the whole URL and says what is wrong.
+ProxyUrl = Annotated[str, Meta(
+    max_length=MAX_PROXY_URL, extra_json_schema={"pattern": PROXY_URL_PATTERN},
+    examples=["socks5://user:secret@10.0.0.2:1080"], description=(
+        "An HTTP, HTTPS or SOCKS5 proxy the session connects to WhatsApp through: "
+        "scheme://[user[:password]@]host:port. Never echoed with its password. null uses GATEWAY_PROXY_URL (if "
+        "set). Settable with the personal access token only."))]
+
+
 class CreateSession(Request):
     name: SessionName
     phone_number: PhoneNumber | None = None
@@ -93,6 +104,7 @@ class CreateSession(Request):
     webhook_events: WebhookEvents = []
     webhook_enabled: bool = True
     send_limit: SendLimit | None = None
+    proxy_url: ProxyUrl | None = None
 
 
 class UpdateSession(Request):
@@ -104,6 +116,7 @@ class UpdateSession(Request):
     webhook_events: WebhookEvents | UnsetType = UNSET
     webhook_enabled: bool | UnsetType = UNSET
     send_limit: SendLimit | None | UnsetType = UNSET
+    proxy_url: ProxyUrl | None | UnsetType = UNSET
 
 
 class PairingCodeRequest(Request):

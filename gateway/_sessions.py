@@ -3,6 +3,11 @@
 Visibility is decided here, once: an account token sees its user's sessions,
 a session key sees only its own session. Anything else is SESSION_NOT_FOUND,
 so a caller cannot learn that someone else's session exists.
+
+What a session key may not change is decided here too: its send rate and its
+proxy belong to the account (FORBIDDEN). A proxy URL is checked and
+normalized by `parse_proxy_url` (in `_control.py`, which also applies it) and
+stored with its password; the HTTP edge only ever shows it masked.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from ratelimit import RateParseError, parse_rate
 
 from ._auth import AccountPrincipal, Authenticator, Principal, SessionPrincipal
 from ._clock import Clock
-from ._control import SessionControl
+from ._control import BadProxyURL, SessionControl, parse_proxy_url
 from ._limits import RateGuard
 from ._netguard import UnsafeURL, check_url_on_save
 from ._phone import phone_at
-from ._security import CredentialKind, new_credential, new_id, new_webhook_secret
 from ._requests import CreateSession, UpdateSession
+from ._security import CredentialKind, new_credential, new_id, new_webhook_secret
 from .errors import Forbidden, SessionNotFound, ValidationError
 from .store import SessionRecord, Store
 
@@ -39,6 +44,7 @@ class Sessions:
     async def create(self, principal: AccountPrincipal, req: CreateSession) -> tuple[SessionRecord, str]:
         phone = _phone_or_none(req.phone_number)
         _check_rate(req.send_limit)
+        proxy = _proxy_or_none(req.proxy_url)
         if req.webhook_url is not None:
             await self._check_webhook_url(req.webhook_url)
         key = new_credential(CredentialKind.SESSION_KEY)
@@ -48,7 +54,7 @@ class Sessions:
             webhook_url=req.webhook_url, webhook_events=_dedupe(req.webhook_events),
             webhook_enabled=req.webhook_enabled, webhook_secret=new_webhook_secret(),
             key_id=key.id, key_hash=key.secret_hash, created_at=at, updated_at=at,
-            status=SessionState.DISCONNECTED, send_limit=req.send_limit)
+            status=SessionState.DISCONNECTED, send_limit=req.send_limit, proxy_url=proxy)
         await self._store.create_session(record)
         return record, key.plaintext
 
@@ -62,7 +68,8 @@ class Sessions:
         return await self._store.list_sessions(principal.user_id, after=after, limit=limit)
 
     async def update(self, principal: Principal, session_id: str, req: UpdateSession) -> SessionRecord:
-        await self.get(principal, session_id)
+        """Change what `req` sets. A changed proxy reaches a session online here at once (it reconnects)."""
+        before = await self.get(principal, session_id)
         changes: dict[str, Any] = {}
         for field in UpdateSession.__struct_fields__:
             value = getattr(req, field)
@@ -78,6 +85,10 @@ class Sessions:
             if not isinstance(principal, AccountPrincipal):
                 raise Forbidden("sendLimit can be changed only with the personal access token")
             _check_rate(changes["send_limit"])
+        if "proxy_url" in changes:
+            if not isinstance(principal, AccountPrincipal):
+                raise Forbidden("proxyUrl can be changed only with the personal access token")
+            changes["proxy_url"] = _proxy_or_none(changes["proxy_url"])
         if "name" in changes:
             changes["name"] = changes["name"].strip() or changes["name"]
         record = await self._store.update_session(session_id, changes, self._clock.now_ms())
@@ -85,6 +96,8 @@ class Sessions:
             raise SessionNotFound()
         if "send_limit" in changes:
             self._rates.set_send_rate(session_id, record.send_limit)
+        if record.proxy_url != before.proxy_url:
+            await self._control.apply_proxy(record)
         return record
 
     async def delete(self, principal: Principal, session_id: str) -> SessionRecord:
@@ -123,6 +136,15 @@ def _phone_or_none(raw: str | None) -> str | None:
     return phone_at(raw, "$.phoneNumber")
 
 
+def _proxy_or_none(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return parse_proxy_url(raw)
+    except BadProxyURL as exc:
+        raise ValidationError.at("$.proxyUrl", f"proxy URL {exc}") from None
+
+
 def _check_rate(raw: str | None) -> None:
     if raw is None:
         return
@@ -134,6 +156,3 @@ def _check_rate(raw: str | None) -> None:
 
 def _dedupe(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
-
-
-

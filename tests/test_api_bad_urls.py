@@ -102,7 +102,7 @@ def test_an_unknown_field_lists_the_fields_accepted_at_its_path():
 
     message = ("a message has `to` and exactly one of: text, image, video, audio, document, sticker, location, "
                "contact, poll (and optionally replyTo, viewOnce, mentions, sendAt)")
-    session = "name, phoneNumber, webhookUrl, webhookEvents, webhookEnabled, sendLimit"
+    session = "name, phoneNumber, webhookUrl, webhookEvents, webhookEnabled, sendLimit, proxyUrl"
     for body_type, body, path, expected in [
             (SendMessage, b'{"to": "+15550001111", "gif": {"url": "https://example.com/a.gif"}}', "$",
              f"unknown field `gif`; {message}"),

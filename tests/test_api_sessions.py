@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import trio
 
+from gateway import Config, create_app
 from gateway._auth import SessionPrincipal
+from gateway._requests import MAX_PROXY_URL
+from gateway.app import running_gateway
 
+from ._fake_transport import FakeFactory
 from .conftest import make_account
 
 BASE = "/api/v1/whatsapp-sessions"
@@ -266,3 +273,195 @@ async def test_unhandled_exception_is_500_without_leak(client, account, gateway,
 async def test_connection_routes_need_auth(client, account, action):
     s = await create(client, account)
     await error_of(await client.post(f"{BASE}/{s['id']}/{action}"), 401, "UNAUTHORIZED")
+
+
+# -- proxies -------------------------------------------------------------------
+
+PROXY = "socks5://user:s3cret-pw@10.0.0.2:1080"
+MASKED = "socks5://user:***@10.0.0.2:1080"
+
+
+def logged(caplog) -> str:
+    """Every log record's message and structured fields, as one text to search."""
+    return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')} {r.exc_text or ''}" for r in caplog.records)
+
+
+async def wait_status(client, headers, sid, status):
+    with trio.fail_after(5):
+        while (await (await client.get(f"{BASE}/{sid}", headers=headers)).get_json())["status"] != status:
+            await trio.sleep(0.01)
+
+
+async def test_a_proxy_is_stored_whole_and_every_answer_masks_its_password(client, account, gateway, transports,
+                                                                          caplog):
+    caplog.set_level(logging.DEBUG)
+    s = await create(client, account, name="p", proxyUrl="SOCKS5://user:s3cret-pw@10.0.0.2:1080/")
+    transports.scripts[s["id"]] = ["connect"]
+    assert (s["proxyUrl"], s["proxy"]) == (MASKED, {"url": MASKED, "source": "session"})
+    assert (await gateway.store.get_session(s["id"])).proxy_url == PROXY  # normalized, password kept
+    answers = [await client.get(f"{BASE}/{s['id']}", headers=account.headers),
+               await client.get(f"{BASE}/{s['id']}", headers=bearer(s["apiKey"])),
+               await client.get(BASE, headers=account.headers),
+               await client.put(f"{BASE}/{s['id']}", headers=account.headers, json={"name": "renamed"}),
+               await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers),
+               await client.post(f"{BASE}/{s['id']}/disconnect", headers=account.headers)]
+    for r in answers:
+        body = await r.get_data(as_text=True)
+        assert r.status_code == 200 and MASKED in body and "s3cret" not in body, body
+    listed = (await answers[2].get_json())["data"][0]
+    assert listed["proxy"] == {"url": MASKED, "source": "session"}
+    direct = await create(client, account, name="direct")
+    assert direct["proxyUrl"] is None and direct["proxy"] is None
+    assert "s3cret" not in logged(caplog)
+
+
+async def test_masking_hides_every_kind_of_credential(client, account):
+    for raw, shown in [
+            ("http://tok3n@proxy.lan:3128", "http://***@proxy.lan:3128"),  # a lone user name is the credential
+            ("https://me@example.com:pw@proxy:443", "https://me@example.com:***@proxy:443"),
+            ("http://u:p%40ss@[fd00::2]:8080", "http://u:***@[fd00::2]:8080")]:
+        s = await create(client, account, proxyUrl=raw)
+        assert s["proxyUrl"] == shown and s["proxy"]["url"] == shown
+
+
+async def test_a_proxy_may_be_on_a_private_or_loopback_address(client, account, gateway):
+    assert gateway.config.allow_private_urls is False  # unlike webhooks, that switch does not apply
+    for raw in ["socks5://10.0.0.2:1080", "http://192.168.1.10:3128", "http://127.0.0.1:8888",
+                "https://localhost:8443", "http://[fd00::2]:3128", "socks5://tor_proxy:9050", "http://100.64.0.1:3128"]:
+        s = await create(client, account, proxyUrl=raw)
+        assert s["proxy"] == {"url": raw, "source": "session"}
+
+
+BAD_PROXIES = [
+    ("ftp://u:topsecret@proxy:21", "scheme http, https or socks5"),
+    ("socks4://u:topsecret@proxy:1080", "scheme http, https or socks5"),
+    ("u:topsecret@10.0.0.2:1080", "scheme http, https or socks5"),
+    ("http://u:topsecret@proxy", "needs a port"),
+    ("http://u:topsecret@proxy:0", "needs a port"),
+    ("http://u:topsecret@proxy:65536", "port"),
+    ("http://u:topsecret@proxy:3128/path", "must not have a path"),
+    ("http://u:topsecret@proxy:3128?x=1", "query"),
+    ("http://u:topsecret@proxy:3128#top", "fragment"),
+    ("http://:topsecret@proxy:3128", "user name"),
+    ("http://u:top secret@proxy:3128", "spaces"),
+    ("http://u:topsecret\u00e9@proxy:3128", "credentials"),
+    ("http://u:topsecret@169.254.169.254:80", "link-local"),
+    ("http://u:topsecret@[fe80::1]:3128", "link-local"),
+    ("http://u:topsecret@[::ffff:169.254.0.1]:3128", "link-local"),
+    ("http://u:topsecret@0.0.0.0:3128", "unspecified"),
+    ("http://u:topsecret@239.1.2.3:3128", "multicast"),
+    ("http://u:topsecret@bad!host:3128", "host"),
+    ("http://u:topsecret@10.0.0.300:3128", "host"),
+    ("http://u:topsecret@:3128", "no host"),
+    ("http://u:topsecret@proxy:3128/" + "x" * MAX_PROXY_URL, "length"),
+    ("", "empty"),
+    (1080, "str"),
+]
+
+
+async def test_a_bad_proxy_url_is_a_422_at_its_path_without_its_password(client, account):
+    s = await create(client, account)
+    for raw, says in BAD_PROXIES:
+        for r in (await client.post(BASE, json={"name": "p", "proxyUrl": raw}, headers=account.headers),
+                  await client.put(f"{BASE}/{s['id']}", json={"proxyUrl": raw}, headers=account.headers)):
+            err = await error_of(r, 422, "VALIDATION_ERROR")
+            assert err["details"][0]["path"] == "$.proxyUrl", raw
+            assert says in err["details"][0]["message"], (raw, err)
+            assert "topsecret" not in await r.get_data(as_text=True)
+    listed = await (await client.get(BASE, headers=account.headers)).get_json()
+    assert [x["id"] for x in listed["data"]] == [s["id"]]  # none was created
+
+
+async def test_only_the_account_token_may_set_or_clear_a_proxy(client, account, gateway):
+    s = await create(client, account, proxyUrl=PROXY)
+    key = bearer(s["apiKey"])
+    for body in ({"proxyUrl": "http://10.9.9.9:3128"}, {"proxyUrl": None}, {"name": "x", "proxyUrl": None}):
+        err = await error_of(await client.put(f"{BASE}/{s['id']}", headers=key, json=body), 403, "FORBIDDEN")
+        assert "proxyUrl" in err["message"] and "personal access token" in err["message"]
+    record = await gateway.store.get_session(s["id"])
+    assert (record.name, record.proxy_url) == ("main", PROXY)  # a refused body changes nothing
+    r = await client.put(f"{BASE}/{s['id']}", headers=key, json={"name": "renamed"})
+    assert r.status_code == 200 and (await r.get_json())["proxyUrl"] == MASKED
+    r = await client.put(f"{BASE}/{s['id']}", headers=account.headers, json={"proxyUrl": None})
+    assert r.status_code == 200 and (await r.get_json())["proxy"] is None
+    assert (await gateway.store.get_session(s["id"])).proxy_url is None
+
+
+async def test_an_online_session_reconnects_through_its_new_proxy(client, account, transports):
+    s = await create(client, account, proxyUrl=PROXY)
+    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    first = transports.transports[s["id"]]
+    assert first.spec.proxy_url == PROXY
+    first.scan()
+    await wait_status(client, account.headers, s["id"], "CONNECTED")
+    transports.scripts[s["id"]] = ["connect"]  # paired now: it connects again without a QR code
+    r = await client.put(f"{BASE}/{s['id']}", headers=account.headers, json={"proxyUrl": "http://10.0.0.3:3128"})
+    assert (await r.get_json())["proxy"] == {"url": "http://10.0.0.3:3128", "source": "session"}
+    second = transports.transports[s["id"]]
+    assert second is not first and not first.connected
+    assert second.spec.proxy_url == "http://10.0.0.3:3128"
+    await wait_status(client, account.headers, s["id"], "CONNECTED")
+    assert second.connected
+    # the same proxy again is no change: the connection stays
+    await client.put(f"{BASE}/{s['id']}", headers=account.headers, json={"proxyUrl": "HTTP://10.0.0.3:3128"})
+    assert transports.transports[s["id"]] is second and second.connected
+
+
+async def test_an_offline_session_takes_its_new_proxy_on_its_next_connect(client, account, transports):
+    s = await create(client, account)
+    transports.scripts[s["id"]] = ["connect"]
+    await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    first = transports.transports[s["id"]]
+    assert first.spec.proxy_url is None
+    await client.post(f"{BASE}/{s['id']}/disconnect", headers=account.headers)
+    r = await client.put(f"{BASE}/{s['id']}", headers=account.headers, json={"proxyUrl": PROXY})
+    assert (await r.get_json())["status"] == "DISCONNECTED"
+    assert transports.transports[s["id"]] is first and first.runs == first.runs[:1]  # not reconnected
+    r = await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    assert (await r.get_json())["status"] == "CONNECTED"
+    assert transports.transports[s["id"]].spec.proxy_url == PROXY
+
+
+async def test_a_proxy_password_in_a_connect_error_is_masked(client, account, transports, caplog):
+    caplog.set_level(logging.DEBUG)
+    s = await create(client, account, proxyUrl=PROXY)
+    transports.scripts[s["id"]] = [f'fatal:proxyconnect: parse "{PROXY}": connection refused']
+    r = await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+    err = await error_of(r, 502, "CONNECT_FAILED")
+    assert "user:***@10.0.0.2" in err["details"][0]["message"]
+    got = await (await client.get(f"{BASE}/{s['id']}", headers=account.headers)).get_data(as_text=True)
+    assert "user:***@10.0.0.2" in got
+    for body in (await r.get_data(as_text=True), got, logged(caplog)):
+        assert "s3cret" not in body
+
+
+async def test_the_default_proxy_serves_sessions_without_their_own(tmp_path):
+    factory = FakeFactory(["connect"])
+    default = "http://gw:pa55word@proxy.internal:3128"
+    app = create_app(Config(database_url=f"sqlite:///{tmp_path}/g.db", data_dir=str(tmp_path / "data"),
+                            transport="sim", proxy_url=default), transport_factory=factory)
+    async with app.test_app():
+        client, account = app.test_client(), await make_account(running_gateway(app))
+        plain = await create(client, account, name="plain")
+        own = await create(client, account, name="own", proxyUrl=PROXY)
+        shown = {"url": "http://gw:***@proxy.internal:3128", "source": "default"}
+        assert (plain["proxyUrl"], plain["proxy"]) == (None, shown)
+        assert own["proxy"] == {"url": MASKED, "source": "session"}
+        for s in (plain, own):
+            await client.post(f"{BASE}/{s['id']}/connect", headers=account.headers)
+        assert factory.transports[plain["id"]].spec.proxy_url == default
+        assert factory.transports[own["id"]].spec.proxy_url == PROXY
+        r = await client.put(f"{BASE}/{own['id']}", headers=account.headers, json={"proxyUrl": None})
+        assert (await r.get_json())["proxy"] == shown  # cleared: the default applies, at once
+        assert factory.transports[own["id"]].spec.proxy_url == default
+        listed = await (await client.get(BASE, headers=account.headers)).get_data(as_text=True)
+        assert "pa55word" not in listed and "s3cret" not in listed
+
+
+async def test_the_session_page_shows_the_proxy_masked(client, account):
+    from .test_dashboard import log_in
+
+    s = await create(client, account, proxyUrl=PROXY)
+    assert (await log_in(client, account.email, "correct horse battery")).status_code == 303
+    page = await (await client.get(f"/dashboard/sessions/{s['id']}")).get_data(as_text=True)
+    assert MASKED in page and "its own" in page and "s3cret" not in page

@@ -7,6 +7,7 @@ import pytest
 
 from gateway import Config, ConfigError
 from gateway._config import MIB, SETTINGS, settings_markdown
+from gateway._requests import MAX_PROXY_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +77,27 @@ def test_ci_runs_the_readme_test_command():
     commands = re.findall(r"```sh\n# \d\. .*\n(.+)\n```", quick_start)
     assert len(commands) == 2, commands
     assert commands[1] in ci.splitlines()
+
+
+def test_the_default_proxy_is_checked_and_normalized():
+    assert Config.from_env({}).default_proxy_url() is None
+    assert Config.from_env({"GATEWAY_PROXY_URL": " "}).default_proxy_url() is None
+    c = Config.from_env({"GATEWAY_PROXY_URL": " SOCKS5://u:p%40ss@Proxy.LAN:1080/ "})
+    assert c.default_proxy_url() == "socks5://u:p%40ss@proxy.lan:1080"
+    # private addresses are where proxies often are
+    assert Config.from_env({"GATEWAY_PROXY_URL": "http://10.0.0.2:3128"}).default_proxy_url() == "http://10.0.0.2:3128"
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("socks4://u:hunter2@proxy:1080", "scheme http, https or socks5"),
+    ("proxy.lan:3128", "scheme http, https or socks5"),
+    ("http://u:hunter2@proxy", "needs a port"),
+    ("http://u:hunter2@proxy:3128/x", "must not have a path"),
+    ("http://u:hunter2@169.254.169.254:80", "link-local"),
+    ("http://u:hunter2@proxy:3128/" + "x" * MAX_PROXY_URL, f"longer than {MAX_PROXY_URL}"),
+])
+def test_a_bad_default_proxy_stops_start_up_without_showing_its_password(value, needle):
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({"GATEWAY_PROXY_URL": value})
+    message = str(raised.value)
+    assert message.startswith("GATEWAY_PROXY_URL: ") and needle in message and "hunter2" not in message

@@ -59,10 +59,13 @@ EXAMPLES: Final[dict[type, dict[str, Example]]] = {
         "webhook": Example("With a webhook and its own send limit", {
             "name": "support", "webhookUrl": "https://example.com/hooks/whatsapp",
             "webhookEvents": ["message.received", "message.status"], "sendLimit": "20/minute"}),
+        "proxy": Example("Through a SOCKS5 proxy",
+                         {"name": "eu", "proxyUrl": "socks5://user:password@10.0.0.2:1080"}),
     },
     UpdateSession: {
         "rename": Example("Rename", {"name": "sales EU"}),
         "webhookOff": Example("Pause webhooks", {"webhookEnabled": False}),
+        "proxyOff": Example("Connect directly (or through GATEWAY_PROXY_URL)", {"proxyUrl": None}),
     },
     PairingCodeRequest: {"phone": Example("Link by phone number instead of a QR", {"phoneNumber": "+1234567890"})},
     RescheduleMessage: {"later": Example("Move a scheduled message", {"sendAt": "2026-12-01T09:00:00Z"})},

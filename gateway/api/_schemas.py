@@ -23,6 +23,15 @@ def fields_of(answer: Answer) -> dict[str, object]:
 SessionStateName = Literal["DISCONNECTED", "CONNECTING", "CONNECTED", "LOGGED_OUT", "FAILED"]
 
 
+class SessionProxy(Answer):
+    """The proxy a session connects to WhatsApp through."""
+
+    url: Annotated[str, Meta(description="The proxy URL, its password replaced by `***`.",
+                             examples=["socks5://user:***@10.0.0.2:1080"])]
+    source: Annotated[Literal["session", "default"], Meta(description=(
+        "`session`: the session's own `proxyUrl`; `default`: GATEWAY_PROXY_URL, as it has none."))]
+
+
 class Session(Answer):
     id: str
     name: str
@@ -36,6 +45,10 @@ class Session(Answer):
         "The Standard Webhooks signing secret (whsec_...). Shown to the personal access token only; "
         "null for session keys."))]
     send_limit: str | None
+    proxy_url: Annotated[str | None, Meta(description=(
+        "The session's own proxy, its password replaced by `***`; null: none of its own."))]
+    proxy: Annotated[SessionProxy | None, Meta(description=(
+        "What the session connects to WhatsApp through: its own proxy, else GATEWAY_PROXY_URL; null: directly."))]
     created_at: str
     updated_at: str
     queued: Annotated[int | None, Meta(description=(

@@ -6,6 +6,9 @@ the actions that need the session's live connection (connect, disconnect,
 log out, delete, pairing code, the live state and the QR) are routed to the
 session's owner like the API's `live` routes: the request, cookie and CSRF
 token included, is proxied there and the owner's answer comes back.
+
+A session's proxy is shown as the API shows it: masked (`_shown_proxy`), and
+masked in the status reason too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from quart import Quart, Response, request
 from actors import SessionState, TransportError
 
 from .._auth import AccountPrincipal
+from .._control import mask_proxy_url, redact_proxy
 from .._events import make_event
 from .._gateway import Gateway
 from .._phone import phone_at
@@ -122,7 +126,8 @@ def _install_list(app: Quart, get_gateway: GetGateway) -> None:
         """What the list page polls: each session's status, without a reload."""
         sessions = await gateway.store.list_sessions(viewer.user.id, after=None, limit=200)
         return json_response({"sessions": [
-            {"id": s.id, "status": s.status.value, "reason": s.status_reason or "", "phone": s.phone_number or ""}
+            {"id": s.id, "status": s.status.value, "reason": _shown_reason(gateway, s, s.status_reason),
+             "phone": s.phone_number or ""}
             for s in sessions]}, headers={"Cache-Control": "no-store"})
 
 
@@ -143,7 +148,7 @@ def _install_detail(app: Quart, get_gateway: GetGateway) -> None:
         actor = gateway.control.actor(session_id)
         state = actor.state if actor is not None else record.status
         qr = actor.qr if actor is not None and state is SessionState.CONNECTING else None
-        reason = (actor.reason if actor is not None else record.status_reason) or ""
+        reason = _shown_reason(gateway, record, actor.reason if actor is not None else record.status_reason)
         return json_response({
             "status": state.value, "reason": reason, "phone": record.phone_number or "",
             "qr": hashlib.sha256(qr.encode()).hexdigest()[:16] if qr else None,
@@ -302,7 +307,21 @@ async def _detail(gateway: Gateway, viewer: Viewer, record: SessionRecord, *, st
     context.setdefault("done", None)
     return await page("session.html", status, viewer=viewer, session=record, deliveries=shown, messages=messages,
                       event_types=EVENT_TYPES, qr_showing=qr_showing, simulator=gateway.config.transport == "sim",
-                      **context)
+                      proxy=_shown_proxy(gateway, record),
+                      status_reason=_shown_reason(gateway, record, record.status_reason), **context)
+
+
+def _shown_proxy(gateway: Gateway, record: SessionRecord) -> tuple[str, str] | None:
+    """The proxy the session connects through, masked, and where it comes from (for people)."""
+    applied = gateway.control.proxy_for(record)
+    if applied is None:
+        return None
+    return mask_proxy_url(applied[0]) or "", "its own" if applied[1] == "session" else "GATEWAY_PROXY_URL"
+
+
+def _shown_reason(gateway: Gateway, record: SessionRecord, reason: str | None) -> str:
+    applied = gateway.control.proxy_for(record)
+    return redact_proxy(reason or "", applied[0] if applied else None)
 
 
 def _convert(fields: dict[str, Any], kind: type) -> Any:
