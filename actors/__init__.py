@@ -14,7 +14,7 @@ from ._messages import (
 from ._transport import (
     ChatPresence, ChatState, Connected, ConnectFailed, ContactInfo, Disconnected, EventSendChannel, GroupInfo,
     GroupEvent, GroupJoined, GroupLeft, GroupNotFound, GroupParticipant, GroupParticipantsChanged, GroupSettings,
-    GroupUpdated, LoggedOut, ParticipantAction, ProfilePicture, UserInfo, MediaToolMissing, MessageAction, MessageEdited, MessageReceived,
+    GroupUpdated, LoggedOut, NotAuthorized, ParticipantAction, ProfilePicture, UserInfo, MediaToolMissing, MessageAction, MessageEdited, MessageReceived,
     MessageRevoked, NotConnected, OnWhatsApp, PairingCode, PairingTimeout, ParticipantResult, PollVoted, Presence,
     QRCode, ReactionReceived, Receipt, RecipientError, SessionSpec, Transport, TransportError, TransportEvent,
     TransportFactory,
@@ -37,5 +37,5 @@ __all__ = [
     "SessionActor", "SessionSpec", "SessionState", "Supervisor", "SupervisorStatistics", "TextContent", "Transport",
     "TransportError", "TransportEvent", "TransportFactory", "check_transition", "is_group_jid", "phone_from_jid",
     "split_jid", "user_jid", "GroupEvent", "GroupJoined", "GroupLeft", "GroupParticipantsChanged",
-    "GroupSettings", "GroupUpdated", "ParticipantAction", "ProfilePicture", "UserInfo", "MessageAction", "MessageEdited", "MessageRevoked", "PollVoted", "ReactionReceived",
+    "GroupSettings", "GroupUpdated", "NotAuthorized", "ParticipantAction", "ProfilePicture", "UserInfo", "MessageAction", "MessageEdited", "MessageRevoked", "PollVoted", "ReactionReceived",
 ]

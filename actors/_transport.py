@@ -78,6 +78,10 @@ class RecipientError(TransportError):
     """The recipient or group is invalid, unknown, or refused the operation."""
 
 
+class NotAuthorized(RecipientError):
+    """WhatsApp refused: this account may not do that (it is not an admin of the group, the group is locked)."""
+
+
 class GroupNotFound(RecipientError):
     """The group does not exist, or this account is not in it (WhatsApp does not say which)."""
 

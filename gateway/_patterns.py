@@ -27,6 +27,8 @@ PHONE_PATTERN: Final = whole(PHONE_RE)
 PERSON_PATTERN: Final = whole(f"{PHONE_RE}|{USER_JID_RE}")
 RECIPIENT_PATTERN: Final = whole(f"{PHONE_RE}|{USER_JID_RE}|{GROUP_JID_RE}")
 GROUP_JID_PATTERN: Final = whole(GROUP_JID_RE)
+# A proxy URL's shape (the rest, a host and a port, is checked by `_control.parse_proxy_url`)
+PROXY_URL_PATTERN: Final = whole(r"(?:[Hh][Tt][Tt][Pp][Ss]?|[Ss][Oo][Cc][Kk][Ss]5)://[^\s/?#]+/?")
 # A group invite code: what follows https://chat.whatsapp.com/
 INVITE_CODE_RE: Final = r"[A-Za-z0-9]{16,32}"
 INVITE_CODE_PATTERN: Final = whole(INVITE_CODE_RE)

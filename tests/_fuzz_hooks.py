@@ -2,9 +2,11 @@
 
 The OpenAPI document states every rule a JSON Schema can carry; a few rules
 cannot be carried by one, and the gateway answers 422 for them by design:
-media bytes must be what their kind needs (a sticker is WebP), a media URL must
-answer, `sendAt` must lie within the next 30 days, a quoted message must exist,
-poll options must be distinct ignoring case, a webhook host must resolve. For
+media bytes must be what their kind needs (a sticker is WebP, a group picture a
+JPEG), a media URL must answer, `sendAt` must lie within the next 30 days, a
+quoted message must exist, poll options must be distinct ignoring case, a
+webhook host must resolve, a proxy URL needs a host and a port, a settings
+change at least one setting. For
 cases generated as *valid* data, these hooks swap in values that keep those
 rules (so the fuzzer reaches the code past validation, and its
 positive-data check stays strict). Cases generated as invalid data are sent
@@ -78,10 +80,14 @@ def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
             body["url"] = MEDIA_BASE + MEDIA_PATHS["picture"]
         else:
             body["base64"] = base64.b64encode(SAMPLES["picture"]).decode()
-    elif case.method.upper() == "PUT" and case.path == "/api/v1/groups/{jid}/settings" and not body:
+    elif case.method.upper() == "PUT" and case.path == "/api/v1/groups/{jid}/settings" and all(
+            v is None for v in body.values()):
         body["announce"] = False  # at least one setting
     if case.method.upper() == "PUT" and case.path_parameters.get("session_id") == PROTECTED:
         body.pop("sendLimit", None)  # a slow limit on the session every send uses would starve the run
+        body.pop("proxyUrl", None)  # a new proxy reconnects the session the run sends through
+    if isinstance(body.get("proxyUrl"), str):
+        body["proxyUrl"] = "socks5://fuzz:secret@10.0.0.2:1080"  # the shape a schema cannot fully state
     if isinstance(body.get("webhookUrl"), str):
         body["webhookUrl"] = WEBHOOK_URL
 

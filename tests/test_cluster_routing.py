@@ -284,5 +284,24 @@ async def test_chat_and_message_actions_run_on_the_owner(tmp_path):
                 revoked = await http.delete(f"{a.url}/api/v1/messages/{message_id}", headers=key)
                 assert revoked.is_success, revoked.text
                 assert revoked.json()["action"] == "revoked", revoked.text
+                # contacts, identity and group administration: all on the owner too
+                group = await http.post(f"{a.url}/api/v1/groups", headers=key,
+                                        json={"name": "Routed", "participants": ["+15551230012"]})
+                assert group.status_code == 201, group.text
+                jid = group.json()["jid"]
+                for method, path, body in (
+                        ("PUT", f"/api/v1/groups/{jid}/settings", {"description": "set on the owner"}),
+                        ("POST", f"/api/v1/groups/{jid}/participants/promote", {"participants": ["+15551230012"]}),
+                        ("GET", f"/api/v1/groups/{jid}/invite", None),
+                        ("POST", "/api/v1/contacts/15551230013/block", {}),
+                        ("GET", "/api/v1/contacts/blocklist", None),
+                        ("GET", "/api/v1/lids/by-phone/15551230012", None),
+                        ("GET", "/api/v1/contacts/15551230012/about", None)):
+                    r = await http.request(method, a.url + path, headers=key, json=body)
+                    assert r.is_success, (path, r.status_code, r.text)
+                info = await http.get(f"{a.url}/api/v1/groups/{jid}", headers=key)
+                assert info.json()["description"] == "set on the owner", info.text
+                assert "15551230013@s.whatsapp.net" in (await http.get(f"{b.url}/api/v1/contacts/blocklist",
+                                                                       headers=key)).json()["data"]
                 followed = await http.get(f"{a.url}/api/v1/presence/subscriptions", headers=key)
                 assert "15551230012@s.whatsapp.net" in followed.text, followed.text  # stored by B, read on A

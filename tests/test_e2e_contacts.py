@@ -71,6 +71,31 @@ async def test_contacts_blocking_profiles_lids_and_lid_addressing(tmp_path):
             hooks = Hooks(rx, a["webhookSecret"])
             lid_b = await ctl.lid(B_PHONE)
 
+            # LID addressing, "lid-only": B is named by its LID alone; A's gateway asks WhatsApp once, and its
+            # events name B by phone, with the LID beside it, signed, in the documented shape
+            assert await gw.store.phone_for_lid(a["id"], lid_b) is None  # not learned yet (contacts would teach it)
+            await ctl.set_addressing(B_PHONE, "lid-only")
+            await send(client, kb, A_PHONE, "by lid only")
+            event = await hooks.wait_for("message.received", text="by lid only")
+            data = event["data"]
+            assert (data["sender"], data["from"], data["fromLid"], data["senderPhone"], data["chat"]) == (
+                JB, JB, lid_b, B_PHONE, JB)
+            assert await gw.store.phone_for_lid(a["id"], lid_b) == JB  # learned
+            r = await client.post(f"/api/v1/messages/{data['messageId']}/reaction",
+                                  json={"emoji": "👍", "chat": A_PHONE}, headers=kb)
+            assert r.status_code == 200, await r.get_json()
+            reaction = (await hooks.wait_for("message.reaction", emoji="👍"))["data"]
+            assert (reaction["from"], reaction["fromLid"], reaction["chat"]) == (JB, lid_b, JB)
+            with gw.bus.subscribe(b["id"]) as b_bus:  # A answers in the chat the event named: it reaches B
+                await send(client, ka, data["chat"], "answer")
+                assert (await next_event(b_bus, "message.received", text="answer")).data["from"] == JA
+            # "lid": both names arrive; the event is the same
+            await ctl.set_addressing(B_PHONE, "lid")
+            await send(client, kb, A_PHONE, "by lid")
+            data = (await hooks.wait_for("message.received", text="by lid"))["data"]
+            assert (data["from"], data["fromLid"], data["chat"], data["senderPhone"]) == (JB, lid_b, JB, B_PHONE)
+            await ctl.set_addressing(B_PHONE, "off")
+
             # after A and B messaged, A's WhatsApp contacts list B, merged with A's own entries by number
             await send(client, ka, B_PHONE, "hi B")
             await send(client, kb, A_PHONE, "hi A")
@@ -113,30 +138,6 @@ async def test_contacts_blocking_profiles_lids_and_lid_addressing(tmp_path):
             assert (await ok(client, f"/messages/{blocked}", kb))["status"] == "sent"
             assert "while blocked" not in [e["data"].get("text") for e in hooks.all()]
 
-            # LID addressing, "lid-only": B is named by its LID alone; A's gateway asks WhatsApp once, and its
-            # events name B by phone, with the LID beside it, signed, in the documented shape
-            assert await gw.store.phone_for_lid(a["id"], lid_b) is None  # not learned yet
-            await ctl.set_addressing(B_PHONE, "lid-only")
-            await send(client, kb, A_PHONE, "by lid only")
-            event = await hooks.wait_for("message.received", text="by lid only")
-            data = event["data"]
-            assert (data["sender"], data["from"], data["fromLid"], data["senderPhone"], data["chat"]) == (
-                JB, JB, lid_b, B_PHONE, JB)
-            assert await gw.store.phone_for_lid(a["id"], lid_b) == JB  # learned
-            r = await client.post(f"/api/v1/messages/{data['messageId']}/reaction",
-                                  json={"emoji": "👍", "chat": A_PHONE}, headers=kb)
-            assert r.status_code == 200, await r.get_json()
-            reaction = (await hooks.wait_for("message.reaction", emoji="👍"))["data"]
-            assert (reaction["from"], reaction["fromLid"], reaction["chat"]) == (JB, lid_b, JB)
-            with gw.bus.subscribe(b["id"]) as b_bus:  # A answers in the chat the event named: it reaches B
-                await send(client, ka, data["chat"], "answer")
-                assert (await next_event(b_bus, "message.received", text="answer")).data["from"] == JA
-            # "lid": both names arrive; the event is the same
-            await ctl.set_addressing(B_PHONE, "lid")
-            await send(client, kb, A_PHONE, "by lid")
-            data = (await hooks.wait_for("message.received", text="by lid"))["data"]
-            assert (data["from"], data["fromLid"], data["chat"], data["senderPhone"]) == (JB, lid_b, JB, B_PHONE)
-            await ctl.set_addressing(B_PHONE, "off")
 
             # picture and about after B sets them, cached for GATEWAY_ON_WHATSAPP_TTL
             profile = await ctl.set_profile(B_PHONE, about="Out for lunch", picture=True)

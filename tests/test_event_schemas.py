@@ -90,8 +90,9 @@ _SENT = {
 @pytest.mark.parametrize("name", list(_SENT))
 def test_every_simulated_message_type_maps_to_camel_case_at_every_depth(name):
     data = public(_received(_SENT[name]))
-    assert {"messageId", "chat", "sender", "senderPhone", "pushName", "isGroup", "fromMe", "timestampMs", "type",
-            "text", "data", "media"} == set(data)
+    assert {"messageId", "chat", "sender", "from", "fromLid", "senderPhone", "pushName", "isGroup", "fromMe",
+            "timestampMs", "type", "text", "data", "media"} == set(data)
+    assert data["from"] == data["sender"] and data["fromLid"] is None  # the simulator addresses by phone here
     assert data["media"] is None  # filled by the session's host, once it has downloaded the file
 
 

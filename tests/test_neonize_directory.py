@@ -19,6 +19,7 @@ from neonize.exc import (  # noqa: E402
 from neonize.utils.enum import BlocklistAction, ParticipantChange  # noqa: E402
 
 from actors import (  # noqa: E402
+    NotAuthorized,
     GroupNotFound, GroupSettings, NotConnected, ProfilePicture, RecipientError, TransportError, UserInfo,
 )
 
@@ -299,8 +300,8 @@ GROUP_CALLS = [
     ("that group does not exist", GroupNotFound),  # whatsmeow's ErrGroupNotFound
     ("you're not participating in that group", GroupNotFound),  # ErrNotInGroup
     ("failed to get old group info to update topic: that group does not exist", GroupNotFound),
-    ("info query returned status 401: not-authorized", RecipientError),  # not an admin
-    ("you don't have the permission to get the group's invite link", RecipientError),
+    ("info query returned status 401: not-authorized", NotAuthorized),  # not an admin
+    ("you don't have the permission to get the group's invite link", NotAuthorized),
     ("websocket not connected", NotConnected),
     ("info query timed out", TransportError),
 ])
@@ -322,7 +323,7 @@ async def test_group_errors_are_mapped(go_text, cls):
     ("that group invite link has been revoked", GroupNotFound),
     ("that group invite link is not valid", GroupNotFound),
     ("info query returned status 404: item-not-found", GroupNotFound),
-    ("info query returned status 401: not-authorized", RecipientError),
+    ("info query returned status 401: not-authorized", NotAuthorized),
     ("info query timed out", TransportError),
 ])
 async def test_invite_errors_are_mapped(go_text, cls):

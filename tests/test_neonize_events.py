@@ -15,6 +15,7 @@ from neonize.exc import IsOnWhatsAppError, SendMessageError, SendPresenceError  
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e  # noqa: E402
 
 from actors import (  # noqa: E402
+    NotAuthorized,
     ChatPresence, GroupNotFound, MessageReceived, NotConnected, Presence, Receipt, RecipientError, TransportError,
 )
 from actors.neonize import _events as conv  # noqa: E402
@@ -429,7 +430,7 @@ def test_error_mapping_keeps_the_go_text(exc, cls):
     ("you're not participating in that group", GroupNotFound),
     ("that group invite link has been revoked", GroupNotFound),
     ("that group invite link is not valid", GroupNotFound),
-    ("you don't have the permission to get the group's invite link", RecipientError),
+    ("you don't have the permission to get the group's invite link", NotAuthorized),
     ("info query returned status 404: item-not-found", RecipientError),  # outside a group call
 ])
 def test_whatsmeow_group_error_texts(text, cls):
@@ -439,7 +440,7 @@ def test_whatsmeow_group_error_texts(text, cls):
 @pytest.mark.parametrize(("text", "cls"), [
     ("info query returned status 404: item-not-found", GroupNotFound),
     ("info query returned status 403: forbidden", GroupNotFound),
-    ("info query returned status 401: not-authorized", RecipientError),
+    ("info query returned status 401: not-authorized", NotAuthorized),
     ("info query returned status 400: bad-request", RecipientError),
     ("websocket not connected", NotConnected),
     ("info query timed out", TransportError),

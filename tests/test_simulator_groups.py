@@ -159,7 +159,7 @@ async def test_settings_follow_who_may_change_them_and_tell_members_only_what_ch
     assert (info.name, info.topic, info.announce, info.locked) == ("launch", None, False, False)
 
     refused = w.refused("b", settings(g, announce=True))
-    assert refused.kind == "recipient" and refused.message.startswith("not-authorized")
+    assert refused.kind == "not_authorized" and refused.message.startswith("not-authorized")
     assert w.refused("b", settings(g, locked=False)).message.startswith("not-authorized")  # asked is enough
     w.call("a", settings(g, announce=True, locked=True))
     assert w.group_events()["b"] == [GroupUpdated(group=g, by=JA, timestamp_ms=NOW, announce=True, locked=True)]
@@ -181,7 +181,7 @@ async def test_announce_only_lets_admins_alone_send():
     w.call("b", text(g))
     w.call("a", settings(g, announce=True))
     refused = w.refused("b", text(g))
-    assert refused.kind == "recipient" and "only admins may send" in refused.message
+    assert refused.kind == "not_authorized" and "only admins may send" in refused.message
     w.call("a", text(g))
     w.call("a", participants(g, [B], "promote"))
     w.call("b", text(g))

@@ -20,7 +20,7 @@ from .._jid import GROUP_SERVER, LID_SERVER, USER_SERVER, phone_from_jid
 from .._transport import (
     ChatPresence, ContactInfo, GroupInfo, GroupNotFound, GroupParticipant, MessageAction, MessageEdited,
     MessageReceived, MessageRevoked, NotConnected, OnWhatsApp, ParticipantResult, PollVoted, Presence,
-    ReactionReceived, Receipt, RecipientError, TransportError,
+    NotAuthorized, ReactionReceived, Receipt, RecipientError, TransportError,
 )
 
 _KNOWN_SERVERS = frozenset({USER_SERVER, GROUP_SERVER, LID_SERVER, "broadcast", "newsletter"})
@@ -405,6 +405,8 @@ _RECIPIENT = ("item-not-found", "status 400", "status 401", "status 403", "statu
               "don't have the permission")  # ErrGroupInviteLinkUnauthorized: not an admin
 
 
+# Refusals of what this account may do: a 401 IQ error (not an admin) and ErrGroupInviteLinkUnauthorized.
+_NOT_AUTHORIZED = ("status 401", "not-authorized", "don't have the permission")
 # whatsmeow's ErrGroupNotFound ("that group does not exist"; older versions said "group not found") and
 # ErrNotInGroup, which its group getters wrap 404 and 403 in; and ErrInviteLinkInvalid / ErrInviteLinkRevoked
 # (an invite code leads to no group).
@@ -435,6 +437,8 @@ def transport_error(exc: BaseException) -> TransportError:
         return NotConnected(reason)
     if any(n in low for n in _GROUP_GONE):
         return GroupNotFound(reason)
+    if any(n in low for n in _NOT_AUTHORIZED):
+        return NotAuthorized(reason)
     if any(n in low for n in _RECIPIENT):
         return RecipientError(reason)
     return TransportError(reason)

@@ -25,7 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from .._messages import MediaContent
-from .._transport import GroupNotFound, NotConnected, RecipientError, TransportError
+from .._transport import GroupNotFound, NotAuthorized, NotConnected, RecipientError, TransportError
 from ._protocol import (
     MAX_MESSAGE_SIZE,
     PROTOCOL_VERSION,
@@ -313,6 +313,8 @@ class SimLink:
         if reply.error is not None:
             if reply.kind == "group_not_found":
                 raise GroupNotFound(reply.error)
+            if reply.kind == "not_authorized":
+                raise NotAuthorized(reply.error)
             if reply.kind == "recipient":
                 raise RecipientError(reply.error)
             if reply.kind == "not_connected":

@@ -260,7 +260,7 @@ ClientFrame = Hello | Attach | Detach | Ack | Call
 
 # -- server → client ----------------------------------------------------------
 
-ErrorKind = Literal["recipient", "group_not_found", "not_connected", "error"]
+ErrorKind = Literal["recipient", "not_authorized", "group_not_found", "not_connected", "error"]
 
 
 class Welcome(Frame, tag="welcome"):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from actors import MessageEdited, MessageRevoked, PollVoted, ReactionReceived, SendResult, TransportEvent
 from actors.sim import EditOp, ReactOp, RevokeOp, VoteOp
 
-from ._model import Account, OpError, new_message_id, normalize_phone, recipient_error
+from ._model import Account, OpError, new_message_id, normalize_phone, not_authorized, recipient_error
 
 if TYPE_CHECKING:
     from ._network import Network
@@ -52,7 +52,7 @@ class ActionsMixin:
         if self._author(me, op.chat, op.sender) != me.jid:
             group = self.groups.get(op.chat)
             if group is None or group.roles.get(me.jid, 0) < ADMIN:
-                raise recipient_error("not-authorized: only a group admin can revoke another member's message")
+                raise not_authorized("only a group admin can revoke another member's message")
         return self._act(me, op.chat, lambda eid, chat, ts, group: MessageRevoked(
             event_id=eid, message_id=op.message_id, chat=chat, sender=me.jid, sender_phone=me.phone,
             is_group=group, timestamp_ms=ts))

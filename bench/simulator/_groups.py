@@ -43,7 +43,7 @@ from actors import (
     phone_from_jid,
 )
 
-from ._model import Account, Group, Item, OpError, jid_of, normalize_phone, recipient_error
+from ._model import Account, Group, Item, OpError, jid_of, normalize_phone, not_authorized, recipient_error
 
 if TYPE_CHECKING:
     from ._network import Network
@@ -205,9 +205,9 @@ class GroupsMixin:
             raise recipient_error(f"bad-request: a group description is at most {MAX_GROUP_TOPIC} characters")
         admin = group.roles[me.jid] >= ADMIN
         if not admin and (settings.announce is not None or settings.locked is not None):
-            raise recipient_error("not-authorized: only admins may change who sends and who edits the group's info")
+            raise not_authorized("only admins may change who sends and who edits the group's info")
         if not admin and group.locked and (settings.name is not None or settings.topic is not None):
-            raise recipient_error("not-authorized: only admins may edit this group's info")
+            raise not_authorized("only admins may edit this group's info")
         changed: dict[str, object] = {}
         if settings.name is not None and settings.name != group.name:
             group.name = changed["name"] = settings.name  # type: ignore[assignment]
@@ -226,7 +226,7 @@ class GroupsMixin:
         """Put up `jpeg` as the group's picture (None takes it down); returns the new picture id."""
         group = self.member_group(me, jid)
         if group.locked and group.roles[me.jid] < ADMIN:
-            raise recipient_error("not-authorized: only admins may edit this group's info")
+            raise not_authorized("only admins may edit this group's info")
         if jpeg is None:
             if group.picture_id is None:
                 return None
@@ -249,7 +249,7 @@ class GroupsMixin:
         """The group's invite link, the same until an admin resets it (which revokes the old code)."""
         group = self.member_group(me, jid)
         if group.roles[me.jid] < ADMIN:
-            raise recipient_error("not-authorized: only admins may see or reset the invite link")
+            raise not_authorized("only admins may see or reset the invite link")
         if reset or group.invite_code is None:
             if group.invite_code is not None:
                 self._invites.pop(group.invite_code, None)
@@ -289,7 +289,7 @@ class GroupsMixin:
     def check_group_send(self: Network, sender: Account, group: Group) -> None:
         """Raise OpError when `sender` may not send to `group` (announce-only and not an admin)."""
         if group.announce and group.roles.get(sender.jid, MEMBER) < ADMIN:
-            raise recipient_error("not-authorized: only admins may send messages to this group")
+            raise not_authorized("only admins may send messages to this group")
 
     # -- notifications ------------------------------------------------------------------
 

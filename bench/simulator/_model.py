@@ -48,6 +48,11 @@ def recipient_error(message: str) -> OpError:
     return OpError("recipient", message)
 
 
+def not_authorized(message: str) -> OpError:
+    """WhatsApp's `not-authorized` refusal (not an admin, a locked group)."""
+    return OpError("not_authorized", f"not-authorized: {message}")
+
+
 @dataclass(eq=False, slots=True)
 class ReceiptTicket:
     """Shared by every copy of one message to one recipient, so receipts go out once."""

@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from actors import GroupNotFound, MediaToolMissing, NotConnected, RecipientError, TransportError
+from actors import GroupNotFound, MediaToolMissing, NotAuthorized, NotConnected, RecipientError, TransportError
 from ratelimit import rate_limit_headers
 
 from ..errors import (
@@ -109,6 +109,7 @@ ERRORS: Final[dict[type[BaseException], Mapping]] = {
     ValidationError: Mapping(422, "VALIDATION_ERROR", "Invalid request body or params"),
     RecipientError: Mapping(422, "VALIDATION_ERROR", "WhatsApp refused the recipient or group"),
     GroupNotFound: Mapping(404, "GROUP_NOT_FOUND", "No such group, or this account is not in it"),
+    NotAuthorized: Mapping(403, "FORBIDDEN", "WhatsApp refused: this account may not do that (not an admin?)"),
     IdempotencyKeyReused: Mapping(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with another body"),
     MediaToolUnavailable: Mapping(422, "MEDIA_TOOL_MISSING", "This media type needs ffmpeg on the gateway host"),
     MediaToolMissing: Mapping(422, "MEDIA_TOOL_MISSING", "This media type needs ffmpeg on the gateway host"),
@@ -170,7 +171,7 @@ def _message(exc: BaseException) -> tuple[str, list[ErrorDetail], dict[str, str]
         if isinstance(exc, MethodNotAllowed) and exc.allow:
             headers["Allow"] = ", ".join(exc.allow)
         return exc.message, exc.details, headers
-    if isinstance(exc, GroupNotFound):
+    if isinstance(exc, GroupNotFound | NotAuthorized):
         return exc.reason, [], {}
     if isinstance(exc, RecipientError):  # the caller named a bad recipient: an input error
         return f"{exc.reason} at $", [ErrorDetail(message=exc.reason, path="$")], {}

@@ -21,13 +21,15 @@ from typing import Annotated, Final
 import httpx
 from msgspec import Meta
 
-from actors import GroupInfo, GroupNotFound, GroupParticipant, GroupSettings, RecipientError, phone_from_jid
+from actors import (
+    GroupInfo, GroupNotFound, GroupParticipant, GroupSettings, NotAuthorized, RecipientError, Transport, phone_from_jid,
+)
 
 from .._media import MediaError, decode_base64, fetch, human_size, sniff
 from .._patterns import HTTP_URL_PATTERN, INVITE_CODE_RE, NOT_BLANK_PATTERN
 from .._phone import group_jid_at, recipient_at
 from .._requests import Recipient, Request
-from ..errors import ValidationError
+from ..errors import NotFound, ValidationError
 from ..store import iso_ms
 from ._errors import PayloadTooLarge
 from ._live import LIVE_ERRORS, whatsapp
@@ -121,8 +123,7 @@ class Left(Answer):
 
 class GroupPicture(Answer):
     jid: str
-    url: Annotated[str | None, Meta(description="Where to download it (expires after a few hours); null when "
-                                                "the group has none.")]
+    url: Annotated[str, Meta(description="Where to download it (expires after a few hours).")]
     id: Annotated[str | None, Meta(description="Changes whenever the picture does.")]
 
 
@@ -155,6 +156,11 @@ def _group_param(raw: str) -> str:
     if len(raw) > MAX_GROUP_JID:
         raise ValidationError.at("path.jid", f"must be at most {MAX_GROUP_JID} characters")
     return group_jid_at(raw, "path.jid")
+
+
+def _in_group(ctx: Ctx, jid: str) -> tuple[str, Transport]:
+    """The group JID a path names, and the session's live connection."""
+    return _group_param(jid), ctx.gateway.control.require_connected(ctx.session.session_id)
 
 
 def _code_param(raw: str) -> str:
@@ -215,7 +221,7 @@ async def _download_picture(ctx: Ctx, url: str) -> bytes:
 def register(api: Api) -> None:
     one = LIVE_ERRORS
     in_group = [*one, ValidationError, GroupNotFound]  # routes that name a group by its JID
-    admin = [*in_group, RecipientError]  # ... and that WhatsApp may refuse (not an admin, a locked group)
+    admin = [*in_group, RecipientError, NotAuthorized]  # ... and that WhatsApp may refuse (not an admin, locked)
 
     @api.route("GET", "/groups", summary="List groups", tag="Groups", auth=Auth.SESSION, answer=GroupList,
                errors=one, live=Live.OWNER)
@@ -236,15 +242,13 @@ def register(api: Api) -> None:
     @api.route("GET", "/groups/<jid>", summary="Get group metadata", tag="Groups", auth=Auth.SESSION,
                answer=Group, errors=in_group, live=Live.OWNER)
     async def get_group(ctx: Ctx, jid: str) -> Group:
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         return group_out(await whatsapp(transport.group_info(group)))
 
     @api.route("GET", "/groups/<jid>/participants", summary="List participants", tag="Groups",
                auth=Auth.SESSION, answer=ParticipantList, errors=in_group, live=Live.OWNER)
     async def group_participants(ctx: Ctx, jid: str) -> ParticipantList:
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         info = await whatsapp(transport.group_info(group))
         return ParticipantList(data=[participant_out(p) for p in info.participants])
 
@@ -298,11 +302,13 @@ def register(api: Api) -> None:
         return group_out(await whatsapp(transport.group_info(group)))
 
     @api.route("GET", "/groups/<jid>/picture", summary="Get group picture", tag="Groups", auth=Auth.SESSION,
-               answer=GroupPicture, errors=in_group, live=Live.OWNER)
+               answer=GroupPicture, errors=[*in_group, NotFound], live=Live.OWNER)
     async def get_picture(ctx: Ctx, jid: str) -> GroupPicture:
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        """The group's picture (WhatsApp's URLs expire after some hours); 404 when it has none."""
+        group, transport = _in_group(ctx, jid)
         picture = await whatsapp(transport.get_picture(group))
+        if picture.url is None:
+            raise NotFound("This group has no picture")
         return GroupPicture(jid=group, url=picture.url, id=picture.id)
 
     @api.route("PUT", "/groups/<jid>/picture", summary="Set group picture", tag="Groups", auth=Auth.SESSION,
@@ -321,24 +327,21 @@ def register(api: Api) -> None:
     @api.route("DELETE", "/groups/<jid>/picture", summary="Remove group picture", tag="Groups",
                auth=Auth.SESSION, answer=PictureChanged, errors=admin, live=Live.OWNER)
     async def remove_picture(ctx: Ctx, jid: str) -> PictureChanged:
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         return PictureChanged(jid=group, id=await whatsapp(transport.set_group_picture(group, None)))
 
     @api.route("GET", "/groups/<jid>/invite", summary="Get invite link", tag="Groups", auth=Auth.SESSION,
                answer=InviteLink, errors=admin, live=Live.OWNER)
     async def invite_link(ctx: Ctx, jid: str) -> InviteLink:
         """The group's invite link (admins only); the same link until it is revoked."""
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         return _invite_out(await whatsapp(transport.group_invite_link(group)))
 
     @api.route("POST", "/groups/<jid>/invite/revoke", summary="Revoke invite link", tag="Groups",
                auth=Auth.SESSION, answer=InviteLink, errors=admin, live=Live.OWNER)
     async def revoke_invite(ctx: Ctx, jid: str) -> InviteLink:
         """Revoke the invite link (the old code stops working) and answer the new one (admins only)."""
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         return _invite_out(await whatsapp(transport.group_invite_link(group, reset=True)))
 
     @api.route("GET", "/groups/invite/<code>", summary="Preview an invite", tag="Groups", auth=Auth.SESSION,
@@ -360,7 +363,6 @@ def register(api: Api) -> None:
     @api.route("POST", "/groups/<jid>/leave", summary="Leave group", tag="Groups", auth=Auth.SESSION, answer=Left,
                errors=in_group, live=Live.OWNER)
     async def leave_group(ctx: Ctx, jid: str) -> Left:
-        group = _group_param(jid)
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
+        group, transport = _in_group(ctx, jid)
         await whatsapp(transport.leave_group(group))
         return Left(jid=group, left=True)
