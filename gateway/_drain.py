@@ -10,7 +10,8 @@ separately, so even an ordinary 401 triggered it.
 
 `DrainUnreadBody` wraps the ASGI app. When the app starts an answer while
 the body is still arriving, the answer waits until the rest has arrived (the
-framework's own reader takes it, within its body cap), up to `DRAIN_LIMIT`
+framework's own reader takes it, within its body cap; the lean lane, which
+has no reader of its own, drains it with `drain_unread`), up to `DRAIN_LIMIT`
 more bytes within `DRAIN_TIMEOUT` seconds, so the client reads its answer and
 reuses the connection. A bigger or slower body gets the answer with
 `Connection: close` instead, and the server closes after sending it.
@@ -31,6 +32,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DRAIN_LIMIT: Final = 8 * 1024 * 1024  # bytes read and dropped to keep a connection; beyond, it is closed
 DRAIN_TIMEOUT: Final = 5.0  # seconds the rest of a body may take to arrive
+WATCH_KEY: Final = "gateway.body_watch"  # where the scope carries the request's `_BodyWatch`
 
 
 class DrainUnreadBody:
@@ -44,16 +46,18 @@ class DrainUnreadBody:
             await self._app(scope, receive, send)
             return
         body = _BodyWatch(self._limit)
+        scope = {**scope, WATCH_KEY: body}
 
         async def watched_receive() -> Message:
             return body.saw(await receive())
 
         async def guarded_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not body.complete.is_set():
-                # Quart keeps reading the body while the handler runs: wait for it to end.
-                body.draining = True
-                with trio.move_on_after(self._timeout):
-                    await body.complete.wait()
+            if message["type"] == "http.response.start":
+                if not body.complete.is_set():
+                    # Quart keeps reading the body while the handler runs: wait for it to end.
+                    body.draining = True
+                    with trio.move_on_after(self._timeout):
+                        await body.complete.wait()
                 if not body.fully_read:
                     message = dict(message)
                     message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
@@ -66,7 +70,7 @@ class _BodyWatch:
     """What of the request body has arrived; `complete` is set at its end, or once draining is too costly."""
 
     def __init__(self, limit: int) -> None:
-        self._limit = limit
+        self.limit = limit
         self.complete = trio.Event()
         self.fully_read = False
         self.draining = False
@@ -80,6 +84,27 @@ class _BodyWatch:
             self.complete.set()
         elif self.draining:
             self._drained += len(message.get("body", b""))
-            if self._drained > self._limit:
+            if self._drained > self.limit:
                 self.complete.set()
         return message
+
+
+async def drain_unread(scope: Scope, receive: Receive, *, timeout: float = DRAIN_TIMEOUT) -> None:
+    """Read and drop what is left of the request body before answering (an app that reads no body of its own
+    calls this). Past the watch's limit or `timeout` seconds it gives up: the answer then closes the
+    connection."""
+    watch = scope.get(WATCH_KEY)
+    if watch is not None and watch.complete.is_set():
+        return
+    limit = watch.limit if watch is not None else DRAIN_LIMIT
+    dropped = 0
+    with trio.move_on_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            dropped += len(message.get("body", b""))
+            if dropped > limit:
+                break
+    if watch is not None:
+        watch.complete.set()  # not fully read: `guarded_send` closes the connection after the answer

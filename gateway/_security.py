@@ -17,7 +17,6 @@ import os
 import secrets
 import threading
 import time
-import uuid
 from enum import Enum
 from typing import Final, NamedTuple
 
@@ -74,7 +73,8 @@ def new_id() -> str:
         _id_last = (ms, counter)
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, at less than half its cost
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_credential(kind: CredentialKind) -> NewCredential:

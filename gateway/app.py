@@ -19,9 +19,10 @@ from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import GatewayMetrics
 from .api import chats, contacts, groups, media, message_actions, messages, sessions, tokens, webhooks
-from .api._cors import install_cors
+from .api._cors import CorsPolicy, install_cors
 from .api._docs import DOCS_STYLE, render_docs
 from .api._errors import MethodNotAllowed, OtherHttpError, PayloadTooLarge, RouteNotFound, answer_for, describe
+from .api._lean import LeanLane
 from .api._openapi import build_openapi
 from .api._pages import html_page, page_headers
 from .api._routing import JSON, Api, json_response
@@ -82,15 +83,18 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     api.install(app, get_gateway)
     webhooks.install_stream(app, get_gateway)
     dashboard.install(app, get_gateway)
-    _install_metrics(app, state)
-    install_cors(app, config.cors_origin_set())
+    metrics = _install_metrics(app, state)
+    cors = CorsPolicy(config.cors_origin_set())
+    install_cors(app, cors)
+    # The API's requests take the lean lane in front of Quart; everything else goes on to Quart.
+    app.asgi_app = LeanLane(app.asgi_app, api.routes, get_gateway, cors=cors, metrics=metrics)  # type: ignore
     _install_lifespan(app, state, config, transport_factory, node_address)
     _install_meta_routes(app, state, api)
     _install_errors(app)
     return app
 
 
-def _install_metrics(app: QuartTrio, state: dict[str, Any]) -> None:
+def _install_metrics(app: QuartTrio, state: dict[str, Any]) -> GatewayMetrics:
     metrics = app.extensions["metrics"] = GatewayMetrics()
     metrics.bind(lambda: state.get("gateway"))
 
@@ -110,6 +114,8 @@ def _install_metrics(app: QuartTrio, state: dict[str, Any]) -> None:
     async def prometheus_metrics() -> Response:
         await metrics.refresh_store()
         return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
+
+    return metrics
 
 
 def _install_lifespan(app: QuartTrio, state: dict[str, Any], config: Config,

@@ -30,7 +30,7 @@ def test_malformed_credentials_are_rejected(text):
 
 def test_ids_are_uuid7_and_time_ordered():
     ids = [new_id() for _ in range(10_000)]  # many share a millisecond
-    assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)  # canonical text
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 

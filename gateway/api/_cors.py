@@ -2,7 +2,8 @@
 
 A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered 204
 here, before routing; other answers to an allowed origin carry the CORS
-headers, and expose the headers a client reads: `Retry-After`, the rate-limit
+headers (added by Quart's after-request hook, or by the lean lane from the same
+`CorsPolicy`), and expose the headers a client reads: `Retry-After`, the rate-limit
 headers and `Idempotent-Replayed`. Credentials are sent as headers, never
 cookies, so `Access-Control-Allow-Credentials` is not needed.
 """
@@ -21,13 +22,31 @@ EXPOSED_HEADERS: Final = ("Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining
 PREFLIGHT_MAX_AGE: Final = 600  # seconds a browser may reuse a preflight answer
 
 
-def install_cors(app: QuartTrio, origins: frozenset[str]) -> None:
-    def allowed(origin: str | None) -> str | None:
-        if origin is None or not origins:
+class CorsPolicy:
+    """Which origins may call, and the headers an answer to one carries."""
+
+    def __init__(self, origins: frozenset[str]) -> None:
+        self._origins = origins
+
+    def allowed(self, origin: str | None) -> str | None:
+        """The `Access-Control-Allow-Origin` value for `origin`, or None when it may not call."""
+        if origin is None or not self._origins:
             return None
-        if "*" in origins:
+        if "*" in self._origins:
             return "*"
-        return origin if origin.rstrip("/") in origins else None
+        return origin if origin.rstrip("/") in self._origins else None
+
+    def answer_headers(self, origin: str | None, present: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The CORS headers an (ASGI) answer to `origin` needs beside the headers it has (`present`)."""
+        allowed = self.allowed(origin)
+        if allowed is None or any(k == b"access-control-allow-origin" for k, _ in present):
+            return []
+        return [(b"access-control-allow-origin", allowed.encode("latin-1")),
+                (b"access-control-expose-headers", EXPOSED_HEADERS.encode()), (b"vary", b"Origin")]
+
+
+def install_cors(app: QuartTrio, policy: CorsPolicy) -> None:
+    allowed = policy.allowed
 
     @app.before_request
     async def preflight() -> Response | None:

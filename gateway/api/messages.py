@@ -7,7 +7,6 @@ from typing import Annotated, Final
 
 import msgspec
 from msgspec import Meta
-from quart import Response
 
 from .._actions import SENT_STATES
 from .._patterns import RECIPIENT_PATTERN
@@ -16,17 +15,32 @@ from .._queue import MessageQuery
 from .._requests import Request, SendMessage, SendMessages, SendMessagesRaw
 from .._send import Idempotency, Outcome, Reply
 from ..errors import (
-    Conflict, IdempotencyKeyReused, MediaToolUnavailable, NotFound, RateLimitExceeded, SessionNotConnected,
-    Unauthorized, ValidationError, WhatsAppError,
+    Conflict,
+    IdempotencyKeyReused,
+    MediaToolUnavailable,
+    NotFound,
+    RateLimitExceeded,
+    SessionNotConnected,
+    Unauthorized,
+    ValidationError,
+    WhatsAppError,
 )
 from ..store import MessageRecord, MessageStatus, iso_ms
 from ._errors import PayloadTooLarge, describe
 from ._message_schemas import (
-    BatchAccepted, BatchItem, BatchItemError, MessageAccepted, MessageList, MessageOut, MessageRemoved, MessageSummary,
-    QueueCancelled, StatusChange,
+    BatchAccepted,
+    BatchItem,
+    BatchItemError,
+    MessageAccepted,
+    MessageList,
+    MessageOut,
+    MessageRemoved,
+    MessageSummary,
+    QueueCancelled,
+    StatusChange,
 )
 from ._pagination import PAGE_PARAMS, next_cursor, read_page
-from ._routing import JSON, Api, Auth, Ctx, Live, Param
+from ._routing import Answered, Api, Auth, Ctx, Live, Param
 from ._schemas import fields_of
 
 TAG = "Messages"
@@ -55,7 +69,7 @@ _SEND_ERRORS = [Unauthorized, ValidationError, SessionNotConnected, RateLimitExc
 def register(api: Api) -> None:
     @api.route("POST", "/send-message", summary="Send a message", tag=TAG, auth=Auth.SESSION, body=SendMessage,
                status=202, answer=MessageAccepted, errors=_SEND_ERRORS, media_body=True, headers=[IDEMPOTENCY_KEY])
-    async def send_message(ctx: Ctx) -> Response:
+    async def send_message(ctx: Ctx) -> Answered:
         """Queue one message. It is stored durably before this answer; the session sends it paced, and
         its status moves queued → sending → sent → delivered → read (or failed). The type is detected
         from the content key. Send `Idempotency-Key` to make retries safe for 24 h."""
@@ -65,7 +79,7 @@ def register(api: Api) -> None:
     @api.route("POST", "/send-messages", summary="Send a batch of messages", tag=TAG, auth=Auth.SESSION,
                body=SendMessagesRaw, doc_body=SendMessages, status=202, answer=BatchAccepted,
                errors=_SEND_ERRORS, media_body=True, headers=[IDEMPOTENCY_KEY])
-    async def send_messages(ctx: Ctx) -> Response:
+    async def send_messages(ctx: Ctx) -> Answered:
         """Queue up to 100 messages at once, with a result per item. Valid items are stored in one
         transaction; invalid ones are reported and not sent. Each accepted message counts against the
         session's send limit; if the whole batch does not fit, nothing is queued (429)."""
@@ -194,8 +208,8 @@ def _batch_answer(outcome: Outcome) -> bytes:
     results = [BatchItem(index=i, ok=False, error=_item_error(exc)) for i, exc in outcome.refused]
     ok_indexes = sorted(set(range(len(outcome.records) + len(outcome.refused))) - {i for i, _ in outcome.refused})
     for i, record in zip(ok_indexes, outcome.records, strict=True):
-        a = accepted(record)
-        results.append(BatchItem(index=i, ok=True, message_id=a.message_id, status=a.status, to=a.to, type=a.type))
+        results.append(BatchItem(index=i, ok=True, message_id=record.id, status="queued", to=record.to_jid,
+                                 type=record.type))
     results.sort(key=lambda r: r.index)
     return _ENC.encode(BatchAccepted(accepted=len(outcome.records), rejected=len(outcome.refused), results=results))
 
@@ -215,7 +229,6 @@ def _idempotency(ctx: Ctx) -> Idempotency | None:
     return Idempotency.of(key, ctx.raw)
 
 
-def _respond(ctx: Ctx, reply: Reply) -> Response:
+def _respond(ctx: Ctx, reply: Reply) -> Answered:
     ctx.limit(reply.rate)
-    headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
-    return Response(reply.body, status=reply.status, content_type=JSON, headers=headers)
+    return Answered(reply.body, reply.status, {"Idempotent-Replayed": "true"} if reply.replayed else {})

@@ -35,11 +35,12 @@ import math
 from typing import Final
 
 import httpx
-from quart import Response, request
+from quart import Response
 
-from ..errors import TryAgainLater
 from actors import SessionState
 
+from .._request import RequestInfo
+from ..errors import TryAgainLater
 from ..store import LeaseOwner, Store
 from ._keeper import LeaseKeeper
 
@@ -68,12 +69,16 @@ class Router:
         self.proxied = 0
         self.proxy_failures = 0
 
-    def is_forwarded(self) -> bool:
-        """True when the current request was routed here by another node (a valid hop token)."""
-        return request.headers.get(HOP_HEADER) == self._token
+    def is_forwarded(self, req: RequestInfo | None = None) -> bool:
+        """True when the request (by default, the one Quart serves) was routed here by another node (a valid
+        hop token)."""
+        return (req or RequestInfo.from_quart()).headers.get(HOP_HEADER) == self._token
 
-    async def route(self, session_id: str, *, connect: bool, body: bytes) -> Response | None:
-        """Proxy the current request to the session's owner; None when it is to be handled here."""
+    async def route(self, session_id: str, *, connect: bool, body: bytes, req: RequestInfo | None = None
+                    ) -> Response | None:
+        """Proxy the request (by default, the one Quart serves) to the session's owner; None when it is to be
+        handled here."""
+        req = req or RequestInfo.from_quart()
         if self._keeper.holds(session_id):
             return None
         owner = await self._store.lease_owner(session_id)
@@ -83,20 +88,20 @@ class Router:
                 if record is not None and record.connect_on_start and record.status in _BETWEEN_OWNERS:
                     raise self._unavailable("The session is moving between nodes; retry shortly")
             return None
-        if owner.node_id == self._keeper.node_id or self.is_forwarded() or not owner.address:
+        if owner.node_id == self._keeper.node_id or self.is_forwarded(req) or not owner.address:
             # Ours in the database but not valid here (being stopped), or we are already a hop.
             raise self._unavailable("The session is changing owner; retry shortly")
-        return await self._proxy(owner, body)
+        return await self._proxy(owner, body, req)
 
     def _unavailable(self, message: str) -> TryAgainLater:
         return TryAgainLater(message, retry_after=self._retry_after)
 
-    async def _proxy(self, owner: LeaseOwner, body: bytes) -> Response:
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+    async def _proxy(self, owner: LeaseOwner, body: bytes, req: RequestInfo) -> Response:
+        headers = [(k, v) for k, v in req.headers.items() if k.lower() not in _HOP_BY_HOP]
         headers += [(HOP_HEADER, owner.token), (FORWARDED_BY, self._keeper.node_id)]
-        url = owner.address.rstrip("/") + request.full_path.rstrip("?")
+        url = owner.address.rstrip("/") + req.full_path
         try:
-            answer = await self._http.request(request.method, url, content=body, headers=headers,
+            answer = await self._http.request(req.method, url, content=body, headers=headers,
                                               timeout=self._timeout)
         except httpx.HTTPError as exc:
             self.proxy_failures += 1

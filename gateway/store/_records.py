@@ -7,6 +7,7 @@ compare and sort them the same way.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import enum
 
 import msgspec
@@ -18,8 +19,14 @@ def iso_ms(ms: int | None) -> str | None:
     """Milliseconds since the epoch → `2026-01-02T03:04:05.678Z` (None stays None)."""
     if ms is None:
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    seconds, milli = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{milli:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso_second(seconds: int) -> str:
+    """`2026-01-02T03:04:05` for a whole second (answers name the same few seconds again and again)."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
