@@ -17,14 +17,26 @@ learned (`gateway._lids`), else by asking WhatsApp.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, NoReturn, TypeVar
 
 import msgspec
 from msgspec import Meta
 
-from actors import ContactInfo, NotConnected, OnWhatsApp, RecipientError, Transport, phone_from_jid, user_jid
+from actors import (
+    ContactInfo,
+    NotConnected,
+    OnWhatsApp,
+    ProfilePicture,
+    RecipientError,
+    Transport,
+    UserInfo,
+    phone_from_jid,
+    user_jid,
+)
 
 from .._lids import MAX_LID_LENGTH, is_lid
+from .._lru import LruCache
 from .._phone import InvalidPhoneNumber, normalize_phone, phone_at
 from .._requests import PhoneNumber, Request
 from ..errors import NotFound, SessionNotConnected, Unauthorized, ValidationError, WhatsAppError
@@ -36,6 +48,8 @@ from ._schemas import Answer
 
 ContactName = Annotated[str, Meta(min_length=1, max_length=256)]
 ContactSource = Literal["gateway", "whatsapp", "both"]
+
+T = TypeVar("T")
 
 
 class UpsertContact(Request):
@@ -178,18 +192,25 @@ async def _view(ctx: Ctx, phone: str, record: ContactRecord | None, info: Contac
     return contact_view(phone, record, info, lid)
 
 
+async def _cached(cache: LruCache[tuple[str, str], T], key: tuple[str, str],
+                  ask: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    """The cached answer for `key`, else `ask()`'s (then cached); and whether it came from the cache."""
+    found = cache.get(key)
+    if found is not None:
+        return found, True
+    found = await ask()
+    cache.put(key, found)
+    return found, False
+
+
 async def on_whatsapp_answer(ctx: Ctx, transport: Transport | None, number: str) -> tuple[OnWhatsApp, bool]:
     """WhatsApp's answer for `number`, and whether it came from the cache (GATEWAY_ON_WHATSAPP_TTL)."""
-    key = (ctx.session.session_id, number)
-    cached = ctx.gateway.on_whatsapp_cache.get(key)
-    if cached is not None:
-        return cached, True
-    if transport is None:
-        transport = ctx.gateway.control.require_connected(ctx.session.session_id)
-    answers = await whatsapp(transport.is_on_whatsapp([number]))
-    answer = answers[0] if answers else OnWhatsApp(phone_number=number, exists=False)
-    ctx.gateway.on_whatsapp_cache.put(key, answer)
-    return answer, False
+    async def ask() -> OnWhatsApp:
+        live = transport or ctx.gateway.control.require_connected(ctx.session.session_id)
+        answers = await whatsapp(live.is_on_whatsapp([number]))
+        return answers[0] if answers else OnWhatsApp(phone_number=number, exists=False)
+
+    return await _cached(ctx.gateway.on_whatsapp_cache, (ctx.session.session_id, number), ask)
 
 
 async def _require_on_whatsapp(ctx: Ctx, transport: Transport, number: str) -> None:
@@ -293,17 +314,17 @@ def _register_identity(api: Api) -> None:
         GATEWAY_ON_WHATSAPP_TTL seconds; 404 when the number is not on WhatsApp."""
         number = _phone_param(phone)
         jid, sid = user_jid(number), ctx.session.session_id
-        cached = ctx.gateway.picture_cache.get((sid, jid))
-        hit = cached is not None
-        if cached is None:
+
+        async def ask() -> ProfilePicture:
             transport = ctx.gateway.control.require_connected(sid)
             await _require_on_whatsapp(ctx, transport, number)
             try:
-                cached = await whatsapp(transport.get_picture(jid))
+                return await whatsapp(transport.get_picture(jid))
             except RecipientError as exc:  # it left WhatsApp since the on-WhatsApp answer was cached
                 raise NotFound(f"{number} is not on WhatsApp: {exc.reason}") from None
-            ctx.gateway.picture_cache.put((sid, jid), cached)
-        return PictureAnswer(jid=jid, url=cached.url, id=cached.id, cached=hit)
+
+        picture, hit = await _cached(ctx.gateway.picture_cache, (sid, jid), ask)
+        return PictureAnswer(jid=jid, url=picture.url, id=picture.id, cached=hit)
 
     @api.route("GET", "/contacts/<phone>/about", summary="Get about text", tag="Contacts", auth=Auth.SESSION,
                answer=AboutAnswer, errors=profile, live=Live.OWNER)
@@ -312,18 +333,19 @@ def _register_identity(api: Api) -> None:
         is not on WhatsApp."""
         number = _phone_param(phone)
         jid, sid = user_jid(number), ctx.session.session_id
-        cached = ctx.gateway.about_cache.get((sid, jid))
-        hit = cached is not None
-        if cached is None:
+
+        async def ask() -> UserInfo:
             transport = ctx.gateway.control.require_connected(sid)
             infos = await whatsapp(transport.get_user_info([jid]))
-            cached = next((i for i in infos if phone_from_jid(i.jid) == phone_from_jid(jid)), None)
-            if cached is None:
+            info = next((i for i in infos if phone_from_jid(i.jid) == phone_from_jid(jid)), None)
+            if info is None:
                 raise NotFound(f"{number} is not on WhatsApp")
-            if cached.lid:
-                await ctx.gateway.lids.learn(sid, [(cached.lid, jid)])
-            ctx.gateway.about_cache.put((sid, jid), cached)
-        return AboutAnswer(jid=jid, about=cached.about, cached=hit)
+            if info.lid:
+                await ctx.gateway.lids.learn(sid, [(info.lid, jid)])
+            return info
+
+        info, hit = await _cached(ctx.gateway.about_cache, (sid, jid), ask)
+        return AboutAnswer(jid=jid, about=info.about, cached=hit)
 
     @api.route("GET", "/on-whatsapp/<phone>", summary="Check if number is on WhatsApp", tag="Contacts",
                auth=Auth.SESSION, answer=OnWhatsAppAnswer, errors=[*LIVE_ERRORS, ValidationError], live=Live.OWNER)
