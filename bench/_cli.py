@@ -27,6 +27,10 @@ scenarios:
             end latency for a sample: accepted -> `sent` (status history) and
             accepted -> `message.sent` webhook received by bench's own
             receiver (reported as unavailable if the gateway delivers none).
+            Then the same connections and duration post batches
+            (/api/v1/send-messages, 100 messages each): messages accepted/s
+            of batches against single sends (target >= 10x), and the
+            gateway's CPU per accepted message of each.
   sessions  Create N sessions and bring them to CONNECTED (the simulator pairs
             them). Reports creation and connection times and the gateway's RSS
             per session (from /proc, before and after). Target: 10,000 in
@@ -46,6 +50,19 @@ scenarios:
             schema there), through the app in process and through the store
             call alone. Needs no simulator (--spawn is ignored). Target: a
             page in < 50 ms.
+  stores    The gateway's CPU per accepted message on SQLite and on a fresh
+            PostgreSQL schema (--postgres URL), in one run: one spawned
+            gateway on each, the same sessions and the same --api-only send
+            load. Reports both, their ratio (target: PostgreSQL <= 1.5x
+            SQLite), accepted/s of each, and the CPU of the PostgreSQL
+            backends serving that gateway. Always spawns (--spawn implied).
+  workers   `gateway serve --workers N` (--gateway-workers, default 2) against
+            one worker, each on a fresh PostgreSQL schema, same --api-only
+            load: accepted/s and CPU per accepted message (summed over the
+            gateway's processes). The gateway gets a core per worker and the
+            rest (load generator, simulator, PostgreSQL backends) the other
+            cores, with taskset, where there are cores enough; otherwise the
+            report says accepted/s is not a scaling figure.
 
 target:
   --spawn starts a simulator and a gateway in a temporary directory with
@@ -65,6 +82,8 @@ examples:
   python -m bench webhooks --spawn --rate 200 --duration 15
   python -m bench soak --spawn --rate 300 --duration 600 --warmup 60
   python -m bench queue-list --postgres postgresql://postgres@127.0.0.1:5432/test
+  python -m bench stores --postgres postgresql://postgres@127.0.0.1:5432/test
+  python -m bench workers --postgres postgresql://postgres@127.0.0.1:5432/test --gateway-workers 2
 """
 
 
@@ -102,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to wait for the send queue to drain (default 180)")
     send.add_argument("--no-webhooks", action="store_true", help="do not set webhookUrl on the sessions")
     send.add_argument("--api-only", action="store_true",
-                      help="schedule every message a day ahead (sendAt): measure the accept path alone, "
-                           "with nothing sent during the run")
+                      help="schedule every message (single sends and batch items) a day ahead (sendAt): measure "
+                           "the accept path alone, with nothing sent during the run")
 
     sessions = sub.add_parser("sessions", parents=[common], help="N sessions to CONNECTED: time and RSS/session")
     sessions.add_argument("--sessions", type=int, default=1000, help="sessions to create and connect (default 1000)")
@@ -135,11 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("--messages", type=int, default=100_000, help="messages stored (default 100000)")
     queue.add_argument("--pages", type=int, default=200, help="pages timed per query kind (default 200)")
     queue.add_argument("--postgres", metavar="URL", help="also measure a fresh schema on this PostgreSQL server")
+
+    stores = sub.add_parser("stores", parents=[common],
+                            help="gateway CPU per accepted message, SQLite against PostgreSQL (api-only load)")
+    workers = sub.add_parser("workers", parents=[common],
+                             help="accepted/s and CPU per message, gateway serve --workers N against 1 (PostgreSQL)")
+    for p in (stores, workers):
+        p.add_argument("--postgres", metavar="URL", required=True,
+                       help="PostgreSQL server; each gateway gets a fresh schema there, dropped afterwards")
+        p.add_argument("--sessions", type=int, default=10, help="sessions to spread the load over (default 10)")
+        p.add_argument("--clients", type=int, default=64, help="concurrent connections (default 64)")
+        p.add_argument("--duration", type=float, default=20.0, help="seconds measured, per gateway (default 20)")
+        p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
+    workers.add_argument("--gateway-workers", type=int, default=2, metavar="N",
+                         help="worker processes of the gateway compared with one (default 2)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.scenario == "workers" and args.gateway_workers < 2:
+        parser.error("--gateway-workers must be at least 2: the run compares it with one worker")
     ui = Ui(quiet=args.quiet)
     try:
         result = trio.run(_run, args, ui)
@@ -157,6 +193,15 @@ async def _run(args: argparse.Namespace, ui: Ui) -> dict:
         from ._queue_list import run_queue_list
 
         return await run_queue_list(messages=args.messages, pages=args.pages, postgres=args.postgres)
+    if args.scenario in ("stores", "workers"):  # a gateway of their own per configuration: always spawned
+        from ._stores import StoreOptions, run_stores, run_workers
+
+        opts = StoreOptions(postgres=args.postgres, sessions=args.sessions, autopair=args.autopair,
+                            load=Load(connections=args.clients, duration=args.duration, warmup=args.warmup,
+                                      workers=args.workers))
+        if args.scenario == "stores":
+            return await run_stores(ui, opts)
+        return await run_workers(ui, opts, args.gateway_workers)
     from ._setup import open_target
 
     async with open_target(spawn=args.spawn, url=args.url, sim_url=args.sim_url, token=args.token,

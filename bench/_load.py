@@ -4,6 +4,7 @@
 connections between them, starts them together once every one has connected,
 relays their progress, and merges their samples into one `LoadResult`.
 Several processes, because one Python process tops out at one core.
+With `cores`, they run pinned there (`taskset`), off the gateway's cores.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import trio
 
 from ._http import Endpoint
 from ._loadgen import LoadJob, LoadOutput
+from ._procs import pinned
 
 Progress = Callable[[int, int], None]  # (completed, errors) so far, summed over workers
 
@@ -33,8 +35,10 @@ class LoadSpec:
     warmup: float = 1.0
     rate: float | None = None  # total requests/s (paced); None: closed loop
     collect_ids: bool = False
+    count_accepted: bool = False  # sum the messages each batch answer accepted
     workers: int = 1
     timeout: float = 30.0
+    cores: tuple[int, ...] | None = None  # pin the load-generator processes here
 
 
 @dataclass
@@ -51,6 +55,7 @@ class LoadResult:
     cpu_seconds: float = 0.0
     workers: int = 1
     connections: int = 0
+    messages_accepted: int | None = None  # with count_accepted: messages the 2xx batch answers accepted
 
     @property
     def completed(self) -> int:
@@ -88,13 +93,15 @@ async def run_load(spec: LoadSpec, on_progress: Progress | None = None) -> LoadR
     counts = [[0, 0] for _ in range(workers)]
     outputs: list[LoadOutput | None] = [None] * workers
     try:
-        for share in shares:
+        for _ in shares:
             procs.append(await trio.lowlevel.open_process(
-                [sys.executable, "-m", "bench._loadgen"], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+                pinned([sys.executable, "-m", "bench._loadgen"], spec.cores), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE))
         lines = [_Lines(p.stdout) for p in procs]
         for proc, share in zip(procs, shares, strict=True):
             job = LoadJob(host=spec.endpoint.host, port=spec.endpoint.port, requests=share, warmup=spec.warmup,
                           duration=spec.duration, collect_ids=spec.collect_ids, timeout=spec.timeout,
+                          count_accepted=spec.count_accepted,
                           rate=spec.rate * len(share) / len(spec.requests) if spec.rate else None)
             await proc.stdin.send_all(msgspec.json.encode(job) + b"\n")
         with trio.fail_after(60):
@@ -152,4 +159,5 @@ def merge(outputs: list[LoadOutput], spec: LoadSpec, workers: int) -> LoadResult
         duration=spec.duration, wall_start=wall0, starts=np.concatenate(starts), latencies=np.concatenate(lats),
         statuses=np.concatenate(statuses), errors=errors, ids=ids, id_times=np.concatenate(id_times),
         id_connections=np.concatenate(id_conns),
-        cpu_seconds=sum(o.cpu_seconds for o in outputs), workers=workers, connections=len(spec.requests))
+        cpu_seconds=sum(o.cpu_seconds for o in outputs), workers=workers, connections=len(spec.requests),
+        messages_accepted=sum(o.items_accepted for o in outputs) if spec.count_accepted else None)

@@ -9,6 +9,9 @@ msgpack LoadOutput>`. Samples from the warm-up are dropped.
 Latency is measured from the moment a request was due: in a closed loop that
 is when it was written; with a `rate` it is its scheduled time, so a server
 that falls behind shows its queueing delay (no coordinated omission).
+
+With `count_accepted` (the batch route), the `"accepted":N` of each 2xx
+answer is summed: one request accepts many messages.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ._http import MessageReader, ProtocolError
 
 PROGRESS_INTERVAL: Final = 0.25
 _ID_MARK: Final = b'"messageId":"'
+_ACCEPTED_MARK: Final = b'"accepted":'
 
 
 class LoadJob(msgspec.Struct, kw_only=True):
@@ -38,6 +42,7 @@ class LoadJob(msgspec.Struct, kw_only=True):
     duration: float
     rate: float | None = None  # requests/s for this whole worker; None: as fast as answers come
     collect_ids: bool = False  # keep (messageId, accept wall time) of 2xx answers
+    count_accepted: bool = False  # sum the `"accepted":N` of 2xx answers (send-messages)
     timeout: float = 30.0
 
 
@@ -52,6 +57,7 @@ class LoadOutput(msgspec.Struct, kw_only=True):
     id_connections: bytes  # uint32: which of this worker's connections (its `requests` index) got each id
     cpu_seconds: float
     warmup_requests: int
+    items_accepted: int = 0  # with count_accepted: the sum of `"accepted":N` over measured 2xx answers
 
 
 class _ErrorBody(msgspec.Struct):
@@ -72,6 +78,17 @@ def error_key(status: int, body: bytes) -> str:
         return str(status)
 
 
+def accepted_count(body: bytes) -> int:
+    """N in a batch answer's `"accepted":N` (0 without one)."""
+    i = body.find(_ACCEPTED_MARK)
+    if i < 0:
+        return 0
+    j = k = i + len(_ACCEPTED_MARK)
+    while k < len(body) and 48 <= body[k] <= 57:  # ASCII digits
+        k += 1
+    return int(body[j:k]) if k > j else 0
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.starts = array("d")
@@ -83,6 +100,7 @@ class _Recorder:
         self.id_connections = array("I")
         self.warmup_requests = 0
         self.completed = 0
+        self.items_accepted = 0
 
 
 async def _connection(job: LoadJob, index: int, raw: bytes, stream: trio.SocketStream | None, rec: _Recorder, t0: float,
@@ -135,6 +153,8 @@ async def _connection(job: LoadJob, index: int, raw: bytes, stream: trio.SocketS
         rec.statuses.append(status)
         if status >= 300:
             rec.errors[error_key(status, body)] += 1
+        elif job.count_accepted and status:
+            rec.items_accepted += accepted_count(body)
         elif job.collect_ids and status:
             i = body.find(_ID_MARK)
             if i >= 0:
@@ -187,7 +207,8 @@ async def run_job(job: LoadJob, stdin: trio.abc.ReceiveStream, stdout: trio.abc.
         wall_start=wall0 + job.warmup, starts=rec.starts.tobytes(), latencies=rec.latencies.tobytes(),
         statuses=rec.statuses.tobytes(), errors=dict(rec.errors), ids=rec.ids, id_times=rec.id_times.tobytes(),
         id_connections=rec.id_connections.tobytes(),
-        cpu_seconds=time.process_time() - cpu0, warmup_requests=rec.warmup_requests)
+        cpu_seconds=time.process_time() - cpu0, warmup_requests=rec.warmup_requests,
+        items_accepted=rec.items_accepted)
 
 
 async def _main() -> None:

@@ -24,11 +24,15 @@ def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
                                  for name, s in runs.items() for pct in ("p50", "p99")], log=True))
         written.append(_plot(out_dir / f"{stem}-throughput.png", f"{stem}: throughput per second",
                              "seconds into the run", "requests/s", [
-                                 (f"{name} ({'accepted' if name == 'gateway' else 'answered'})", s["t"],
-                                  s["ok_rps"] if name == "gateway" else s["rps"]) for name, s in runs.items()]))
+                                 (f"{name} ({'accepted' if name.startswith('gateway') else 'answered'})", s["t"],
+                                  s["ok_rps"] if name.startswith("gateway") else s["rps"])
+                                 for name, s in runs.items()]))
     res = result.get("resources") or {}
     if res.get("t"):
         written.append(_resources(out_dir / f"{stem}-rss.png", stem, res))
+    for label, run in (result.get("runs") or {}).items():  # one gateway per run (stores, workers)
+        if (run.get("resources") or {}).get("t"):
+            written.append(_resources(out_dir / f"{stem}-rss-{label}.png", f"{stem} {label}", run["resources"]))
     return written
 
 

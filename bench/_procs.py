@@ -5,6 +5,12 @@ fresh temporary directory. Load-test settings go through the documented
 environment variables only (`GATEWAY_LIMIT_*=off`, no pacing, private
 webhook URLs allowed, `GATEWAY_QR_WAIT=0`): the gateway's code is the code
 that ships.
+
+`gateway serve --workers N` is a parent and N children, so a gateway's CPU
+is read over its process tree (`tree_cpu_seconds`). Where the machine has
+cores to spare, `plan_pinning` gives the gateway cores of its own and puts
+everything else (load generator, simulator, PostgreSQL backends) on the
+others, with `taskset`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +71,76 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants, from the parent pids in /proc/*/stat (one scan, about 2 ms)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_usage(pid: int) -> tuple[int, int, float]:
+    """(RSS bytes, open fds, CPU seconds) summed over `pid` and every live descendant
+    (`gateway serve --workers N`: the parent and its workers). RSS counts pages the processes share once each.
+
+    A child that exited is no longer counted, so a worker restarted during a window makes that window's CPU
+    figure low, never high. Raises, as `cpu_seconds` does, if `pid` itself is gone.
+    """
+    rss, fds, cpu = rss_bytes(pid), open_fds(pid), cpu_seconds(pid)
+    for p in tree_pids(pid)[1:]:
+        try:
+            rss, fds, cpu = rss + rss_bytes(p), fds + open_fds(p), cpu + cpu_seconds(p)
+        except (OSError, ValueError):
+            pass  # exited meanwhile
+    return rss, fds, cpu
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and every live descendant (see `tree_usage`)."""
+    return tree_usage(pid)[2]
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Cores for the gateway, and the other cores for everything else bench runs or drives."""
+
+    gateway: tuple[int, ...]
+    others: tuple[int, ...]
+
+    def for_gateway(self, workers: int) -> tuple[int, ...]:
+        """The cores a gateway of `workers` processes gets: one each, the first ones."""
+        return self.gateway[:workers]
+
+
+def plan_pinning(cores: Sequence[int], gateway_workers: int, *, have_taskset: bool = True
+                 ) -> tuple[Pinning | None, str]:
+    """A core per gateway worker and at least one left for the rest; or None, and why not."""
+    if not have_taskset:
+        return None, "taskset is not installed"
+    cores = sorted(cores)
+    if len(cores) < gateway_workers + 1:
+        return None, (f"{len(cores)} cores: {gateway_workers} gateway workers and the load generator, simulator "
+                      "and PostgreSQL cannot have cores of their own")
+    return Pinning(tuple(cores[:gateway_workers]), tuple(cores[gateway_workers:])), "pinned with taskset"
+
+
+def pinned(args: list[str], cores: Sequence[int] | None) -> list[str]:
+    """`args`, run by `taskset -c CORES` when cores are given (taskset execs: the pid stays the same)."""
+    return ["taskset", "-c", ",".join(map(str, cores)), *args] if cores else args
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -121,10 +197,11 @@ class Proc:
                 self.popen.wait()
 
 
-def _start(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Proc:
+def _start(name: str, args: list[str], env: dict[str, str], workdir: Path, cores: Sequence[int] | None = None
+           ) -> Proc:
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
-        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        popen = subprocess.Popen(pinned(args, cores), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     return Proc(name, popen, log)
 
 
@@ -179,7 +256,8 @@ class Spawned:
     env: dict[str, str] = field(repr=False, default_factory=dict)
 
 
-async def _admin(env: dict[str, str], *args: str) -> str:
+async def run_admin(env: dict[str, str], *args: str) -> str:
+    """`gateway ARGS...` (migrate, users, tokens, nodes) with `env`; its stdout."""
     result = await trio.run_process([sys.executable, "-m", "gateway", *args], env=env, capture_stdout=True,
                                     capture_stderr=True, check=False)
     if result.returncode != 0:
@@ -189,8 +267,13 @@ async def _admin(env: dict[str, str], *args: str) -> str:
 
 @asynccontextmanager
 async def spawn_gateway(*, autopair: float = 0.01, receipt_delay: float = 0.05,
-                        extra_env: dict[str, str] | None = None, keep: bool = False) -> AsyncIterator[Spawned]:
-    """A simulator and a gateway in a temporary directory, a user and a token; all gone afterwards."""
+                        extra_env: dict[str, str] | None = None, keep: bool = False, workers: int = 1,
+                        gateway_cores: Sequence[int] | None = None, other_cores: Sequence[int] | None = None
+                        ) -> AsyncIterator[Spawned]:
+    """A simulator and a gateway in a temporary directory, a user and a token; all gone afterwards.
+
+    `workers` > 1 runs `gateway serve --workers N` (PostgreSQL in `extra_env`); `gateway_cores` and
+    `other_cores` pin the gateway and the simulator."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     async with AsyncExitStack() as stack:
         if not keep:
@@ -199,14 +282,16 @@ async def spawn_gateway(*, autopair: float = 0.01, receipt_delay: float = 0.05,
         sim_url, url = f"ws://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
         env = gateway_env(workdir, sim_url, extra_env)
         sim = _start("simulator", [sys.executable, "-m", "gateway", "simulator", "--bind", f"127.0.0.1:{sim_port}",
-                                   "--autopair", str(autopair), "--receipt-delay", str(receipt_delay)], env, workdir)
+                                   "--autopair", str(autopair), "--receipt-delay", str(receipt_delay)], env, workdir,
+                     other_cores)
         stack.push_async_callback(sim.stop)
         await wait_port(sim, sim_port)
-        await _admin(env, "migrate")
-        await _admin(env, "users", "create", "--email", BENCH_EMAIL, "--password", BENCH_PASSWORD)
-        token = await _admin(env, "tokens", "create", "--email", BENCH_EMAIL, "--name", "bench")
-        gateway = _start("gateway", [sys.executable, "-m", "gateway", "serve", "--bind", f"127.0.0.1:{port}"],
-                         env, workdir)
+        await run_admin(env, "migrate")
+        await run_admin(env, "users", "create", "--email", BENCH_EMAIL, "--password", BENCH_PASSWORD)
+        token = await run_admin(env, "tokens", "create", "--email", BENCH_EMAIL, "--name", "bench")
+        serve = [sys.executable, "-m", "gateway", "serve", "--bind", f"127.0.0.1:{port}"]
+        gateway = _start("gateway", serve + (["--workers", str(workers)] if workers > 1 else []), env, workdir,
+                         gateway_cores)
         stack.push_async_callback(gateway.stop)
         await wait_healthy(gateway, url)
         yield Spawned(workdir=workdir, gateway=gateway, simulator=sim, url=url, sim_url=sim_url, token=token,

@@ -17,15 +17,10 @@ of 50 in all, and reports p50/p99 per kind.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
-import trio
 
 from gateway import Config, create_app
 from gateway._auth import AccountPrincipal
@@ -34,6 +29,7 @@ from gateway._security import new_id
 from gateway.app import running_gateway
 from gateway.store import MessageRecord, MessageStatus, Store, open_store
 
+from ._pg import fresh_schema
 from ._stats import latency_summary
 
 RECIPIENTS: Final = [f"1555000{i:04d}@s.whatsapp.net" for i in range(8)]
@@ -59,7 +55,7 @@ async def run_queue_list(*, messages: int, pages: int, postgres: str | None) -> 
         result["stores"]["sqlite"] = await _measure(f"sqlite:///{tmp}/queue.db", tmp, messages, pages)
     if postgres:
         with tempfile.TemporaryDirectory() as tmp:
-            async with _fresh_pg_schema(postgres) as url:
+            async with fresh_schema(postgres, "bench_queue") as (url, _schema):
                 result["stores"]["postgres"] = await _measure(url, tmp, messages, pages)
     result["notes"] = [
         "http: the Quart app in process through its ASGI test client (no socket); store: list_messages alone",
@@ -135,24 +131,3 @@ async def _pages_store(store: Store, session_id: str, query: dict[str, str], pag
         times.append(time.perf_counter() - t0)
         before = page[-1].id if len(page) == 50 else None
     return times
-
-
-@contextlib.asynccontextmanager
-async def _fresh_pg_schema(base_url: str) -> AsyncIterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    schema = f"bench_queue_{new_id().replace('-', '')[:16]}"
-
-    def admin(statement: sql.Composable) -> None:
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            conn.execute(statement)
-
-    await trio.to_thread.run_sync(admin, sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        parts = urlsplit(base_url)  # that schema alone on the search_path, as tests/_pg.py does
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        query["options"] = f"{query.get('options', '')} -c search_path={schema}".strip()
-        yield urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-    finally:
-        await trio.to_thread.run_sync(admin, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -129,7 +129,8 @@ async def _serve_dead(stream: trio.SocketStream) -> None:
 @asynccontextmanager
 async def open_receiver() -> AsyncIterator[Receiver]:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, lambda s: _serve_receiver(receiver, s), 0, host="127.0.0.1"))
+        listeners = await nursery.start(partial(trio.serve_tcp, lambda s: _serve_receiver(receiver, s), 0,
+                                                host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         receiver = Receiver(url=f"http://127.0.0.1:{port}")
         yield receiver

@@ -46,19 +46,26 @@ def finish(result: dict[str, Any], out_dir: Path, *, argv: list[str] | None = No
 
 def headline(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    for section in ("gateway", "quart", "baseline"):
+    for section in ("gateway", "batch", "quart", "baseline"):
         s = result.get(section)
         if not isinstance(s, dict) or "requests_per_s" not in s:
             continue
-        lat = s.get("accepted_latency_ms") if section == "gateway" else s.get("latency_ms")
+        lat = s.get("accepted_latency_ms") if section in ("gateway", "batch") else s.get("latency_ms")
         rows.append((f"{section} req/s", f"{s['requests_per_s']:,.0f} (accepted {s['accepted_per_s']:,.0f}/s)"))
+        if "messages_accepted_per_s" in s:
+            rows.append((f"{section} messages/s", f"{s['messages_accepted_per_s']:,.0f} accepted"))
+        if "gateway_cpu_ms_per_accepted" in s:
+            who = "gateway CPU" if section == "gateway" else f"{section}: gateway CPU"
+            rows.append((who, f"{s['gateway_cpu_ms_per_accepted']:.3f} ms per accepted message"))
         if lat and lat.get("count"):
             rows.append((f"{section} latency ms", "  ".join(f"{p} {lat[f'{p}_ms']:.2f}"
                                                             for p in ("p50", "p90", "p99", "p99.9"))))
         if s.get("errors"):
             rows.append((f"{section} errors", ", ".join(f"{k}: {v}" for k, v in s["errors"].items())))
     for key, value in (result.get("ratios") or {}).items():
-        rows.append((f"ratio to bare: {key}", "n/a" if value is None else f"{value:.3f}x"))
+        # keys that name both sides (`a_to_b_...`) are not ratios to the bare ceiling
+        rows.append((f"ratio: {key}" if "_to_" in key else f"ratio to bare: {key}",
+                     "n/a" if value is None else f"{value:.3f}x"))
     rows.extend((k, _fmt(v)) for k, v in (result.get("summary") or {}).items())
     e2e = result.get("end_to_end") or {}
     if e2e.get("accepted_to_sent_ms", {}).get("count"):

@@ -12,16 +12,23 @@
    back) → `sent` (the message's status history) and accepted → the
    `message.sent` webhook reached bench's receiver. If no delivery arrives,
    webhook latency is reported as unavailable, not as a failure.
+5. Batches: the same connections for the same duration post
+   `/api/v1/send-messages` with 100 messages each; messages accepted per
+   second (the sum of each answer's `accepted`) against single sends'
+   (target: at least 10x). It runs after the end-to-end part so that its
+   backlog does not delay the sample's sends.
 
 With `api_only`, every message is scheduled a day ahead (`sendAt`): the run
 measures the accept path alone (auth, validation, limit, durable enqueue,
 answer) with no sending, receipts or webhooks competing for the same CPU,
-and there is no end-to-end part.
+and there is no end-to-end part. Batch items are scheduled the same way.
+
+The gateway's CPU (from /proc) is read over each phase's measured window,
+warm-up excluded, and divided by the messages that phase got accepted.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +40,12 @@ from ._http import Client, Endpoint
 from ._load import LoadResult
 from ._receiver import Receiver, open_receiver, parse_iso
 from ._runs import (
+    BATCH_SIZE,
     Load,
     Sampler,
+    add_gateway_cpu,
+    batch_requests,
+    day_ahead,
     load_summary,
     run_baseline,
     run_phase,
@@ -42,7 +53,7 @@ from ._runs import (
     series,
 )
 from ._setup import BenchSession, SetupError, Target, ready_sessions
-from ._stats import latency_summary, ratio
+from ._stats import latency_summary, met, ratio
 from ._ui import Ui
 from ._wrk import run_wrk
 
@@ -83,33 +94,37 @@ async def run_send(target: Target, ui: Ui, opts: SendOptions) -> dict[str, Any]:
         async with open_receiver() as receiver:
             sessions, hook_note = await prepare(target, ui, opts.sessions, receiver if opts.webhooks else None)
             sampler.mark("sessions ready")
-            send_at = None
-            if opts.api_only:
-                send_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat(timespec="seconds")
+            send_at = day_ahead() if opts.api_only else None
             baseline = await run_baseline(target, ui, opts.load, sessions, send_at=send_at)
             quart = await run_baseline(target, ui, opts.load, sessions, ceiling="quart", send_at=send_at)
             wrk = None
             if opts.wrk_check:
                 wrk = await _wrk_against_baseline(target, opts.load, sessions)
             endpoint = Endpoint.from_url(target.url)
-            t_load = sampler.mark("gateway load")
+            sampler.mark("gateway load")
+            sampler.sample()  # both ends of each measured window fall between samples
             gateway = await run_phase(ui, f"gateway send ({opts.sessions} sessions)", endpoint,
                                       send_requests(endpoint, sessions, opts.load.connections, send_at=send_at),
                                       opts.load, collect_ids=True)
-            t_drain = sampler.mark("drain")
+            sampler.sample()
+            sampler.mark("drain")
             if opts.api_only:
                 e2e = {"available": False, "reason": "--api-only: every message is scheduled a day ahead",
                        **await _still_scheduled(target, gateway, sessions)}
             else:
                 e2e = await end_to_end(target, ui, gateway, sessions, receiver, opts)
+            ui.log(f"batches: {opts.load.connections} connections posting {BATCH_SIZE} messages a request")
+            sampler.mark("batch load")
+            sampler.sample()
+            batch = await run_phase(ui, f"gateway send-messages ({BATCH_SIZE} per request)", endpoint,
+                                    batch_requests(endpoint, sessions, opts.load.connections, send_at=send_at),
+                                    opts.load, count_accepted=True)
+            sampler.sample()
             sampler.mark("done")
         nursery.cancel_scope.cancel()
-    g, b, q = load_summary(gateway), load_summary(baseline), load_summary(quart)
-    cpu = sampler.cpu_between(t_load, t_drain)
-    if cpu is not None:  # the gateway's own CPU (all its threads), from /proc, while it was under load
-        g["gateway_cpu_cores"] = round(cpu / (t_drain - t_load), 2)
-        if g["accepted"]:
-            g["gateway_cpu_ms_per_accepted"] = round(cpu / g["accepted"] * 1000, 4)
+    g, b, q, m = load_summary(gateway), load_summary(baseline), load_summary(quart), load_summary(batch)
+    add_gateway_cpu(g, sampler, gateway)
+    add_gateway_cpu(m, sampler, batch)
     ratios = {
         "accepted_per_s": ratio(g["accepted_per_s"], b["requests_per_s"]),
         "p99": ratio(g["accepted_latency_ms"].get("p99_ms"), b["latency_ms"].get("p99_ms")),
@@ -117,13 +132,17 @@ async def run_send(target: Target, ui: Ui, opts: SendOptions) -> dict[str, Any]:
         "quart_per_s": ratio(q["requests_per_s"], b["requests_per_s"]),
         "quart_p99": ratio(q["latency_ms"].get("p99_ms"), b["latency_ms"].get("p99_ms")),
         "gateway_to_quart_per_s": ratio(g["accepted_per_s"], q["requests_per_s"]),
+        # messages per second, batches (100 a request) to single sends, same connections and duration
+        "batch_to_single_messages_per_s": ratio(m["messages_accepted_per_s"], g["accepted_per_s"]),
+        "batch_to_single_cpu_per_message": ratio(m.get("gateway_cpu_ms_per_accepted"),
+                                                 g.get("gateway_cpu_ms_per_accepted")),
     }
     return {
         "scenario": "send",
         "parameters": {"sessions": opts.sessions, "connections": opts.load.connections, "api_only": opts.api_only,
                        "duration_s": opts.load.duration, "warmup_s": opts.load.warmup, "rate": opts.load.rate,
-                       "load_workers": opts.load.workers},
-        "gateway": g, "baseline": b, "quart": q, "ratios": ratios,
+                       "load_workers": opts.load.workers, "batch_size": BATCH_SIZE},
+        "gateway": g, "baseline": b, "quart": q, "batch": m, "ratios": ratios,
         "client_not_bottleneck": {
             "bare_faster_than_gateway": b["requests_per_s"] > g["requests_per_s"],
             "client_cpu_ms_per_request": b["client_cpu_ms_per_request"],
@@ -131,17 +150,17 @@ async def run_send(target: Target, ui: Ui, opts: SendOptions) -> dict[str, Any]:
         "end_to_end": e2e | ({"webhook_note": hook_note} if hook_note else {}),
         "targets": {
             # a paced run offers both servers the same rate: it says nothing about the ceiling
-            "throughput_at_least_0.80x_bare": None if opts.load.rate else _met(ratios["accepted_per_s"],
+            "throughput_at_least_0.80x_bare": None if opts.load.rate else met(ratios["accepted_per_s"],
                                                                                 lambda r: r >= 0.80),
-            "p99_at_most_1.5x_bare": _met(ratios["p99"], lambda r: r <= 1.5),
+            "p99_at_most_1.5x_bare": met(ratios["p99"], lambda r: r <= 1.5),
+            # paced, both phases offer the same request rate: the ratio is then the batch size, not a finding
+            "batch_messages_at_least_10x_single": None if opts.load.rate else met(
+                ratios["batch_to_single_messages_per_s"], lambda r: r >= 10),
         },
-        "series": {"gateway": series(gateway), "baseline": series(baseline), "quart": series(quart)},
+        "series": {"gateway": series(gateway), "baseline": series(baseline), "quart": series(quart),
+                   "gateway batch": series(batch)},
         "resources": sampler.to_json(),
     }
-
-
-def _met(value: float | None, test: Any) -> bool | None:
-    return None if value is None else bool(test(value))
 
 
 async def _wrk_against_baseline(target: Target, load: Load, sessions: list[BenchSession]) -> dict[str, Any] | None:

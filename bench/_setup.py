@@ -2,7 +2,9 @@
 
 A `Target` is a gateway (and the simulator behind it) that bench either
 spawned itself or was pointed at (`--url`, `--sim-url`, `--token`, and
-`--gateway-pid` for memory figures). Against a running gateway, its rate
+`--gateway-pid` for memory figures). A spawned gateway may be several
+worker processes (`nodes`); /metrics then counts one process's sessions, so
+CONNECTED is read from the session list instead. Against a running gateway, its rate
 limits must already be off for load (`GATEWAY_LIMIT_SEND=off`,
 `GATEWAY_LIMIT_API=off`) and pacing at 0 (`GATEWAY_SEND_MIN_GAP=0`,
 `GATEWAY_SEND_JITTER=0`); bench asks the simulator to autopair.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ class Target:
     gateway_pid: int | None
     workdir: Path
     spawned: Spawned | None = None
+    nodes: int = 1  # gateway processes answering on `url` (`gateway serve --workers N`)
 
     def account(self) -> Client:
         return Client(self.url, headers={"X-API-Token": self.token})
@@ -61,11 +64,14 @@ class BenchSession:
 @asynccontextmanager
 async def open_target(*, spawn: bool, url: str | None, sim_url: str | None, token: str | None,
                       gateway_pid: int | None, autopair: float = 0.01, receipt_delay: float = 0.05,
-                      extra_env: dict[str, str] | None = None) -> AsyncIterator[Target]:
+                      extra_env: dict[str, str] | None = None, workers: int = 1,
+                      gateway_cores: Sequence[int] | None = None, other_cores: Sequence[int] | None = None
+                      ) -> AsyncIterator[Target]:
     if spawn:
-        async with spawn_gateway(autopair=autopair, receipt_delay=receipt_delay, extra_env=extra_env) as s:
+        async with spawn_gateway(autopair=autopair, receipt_delay=receipt_delay, extra_env=extra_env,
+                                 workers=workers, gateway_cores=gateway_cores, other_cores=other_cores) as s:
             yield Target(url=s.url, sim_url=s.sim_url, token=s.token, gateway_pid=s.gateway.pid,
-                         workdir=s.workdir, spawned=s)
+                         workdir=s.workdir, spawned=s, nodes=workers)
         return
     if not (url and sim_url and token):
         raise SetupError("without --spawn, give --url, --sim-url and --token (a personal access token)")
@@ -152,8 +158,8 @@ async def wait_connected(target: Target, sessions: list[BenchSession], *, alread
     try:
         with trio.fail_after(timeout):
             while True:
-                count = await connected_count(client)
-                if count is None:  # no /metrics: ask the list
+                count = await connected_count(client) if target.nodes == 1 else None
+                if count is None:  # no /metrics, or it speaks for one worker of several: ask the list
                     count = sum(st == "CONNECTED" for st in (await statuses(target, ids)).values()) + already
                 if on_progress:
                     on_progress(max(0, count - already))

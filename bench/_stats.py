@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -71,7 +71,19 @@ def growth(times: Sequence[float], values: Sequence[float]) -> dict[str, float]:
             "start": float(start), "end": float(end), "min": float(v.min()), "max": float(v.max())}
 
 
+def value_at(times: Sequence[float], values: Sequence[float], at: float) -> float | None:
+    """A cumulative counter (CPU seconds) at `at`, interpolated between the samples around it; None outside."""
+    if len(times) < 2 or not times[0] <= at <= times[-1]:
+        return None
+    return float(np.interp(at, times, values))
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b:
         return None
     return round(a / b, 3)
+
+
+def met(value: float | None, test: Callable[[float], bool]) -> bool | None:
+    """Whether a target is met; None when the figure is missing."""
+    return None if value is None else bool(test(value))

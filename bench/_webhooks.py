@@ -35,9 +35,9 @@ import numpy as np
 import trio
 
 from ._http import Client, Endpoint
+from ._procs import spawn_baseline
 from ._receiver import Delivery, Receiver, open_dead_endpoint, open_receiver
 from ._runs import Load, Sampler, load_summary, run_baseline, run_phase, send_requests
-from ._procs import spawn_baseline
 from ._setup import BenchSession, SetupError, Target, ready_sessions
 from ._stats import latency_summary, ratio
 from ._ui import Ui
@@ -200,8 +200,8 @@ async def _receiver_ceiling(target: Target, ui: Ui, receiver: Receiver, *, conne
     """wrk POSTing a webhook-sized event to bench's receiver: what it can take on its own."""
     ui.log(f"measuring the receiver's own ceiling with wrk ({CEILING_SECONDS:g} s)")
     before = len(receiver.deliveries)
-    result = await run_wrk(f"{receiver.url}/ceiling", body=_SAMPLE_EVENT, authorization="Bearer -", connections=connections,
-                           seconds=CEILING_SECONDS, workdir=target.workdir)
+    result = await run_wrk(f"{receiver.url}/ceiling", body=_SAMPLE_EVENT, authorization="Bearer -",
+                           connections=connections, seconds=CEILING_SECONDS, workdir=target.workdir)
     del receiver.deliveries[before:]  # wrk's requests are not deliveries
     if result is None:
         ui.log("wrk is not installed: no receiver ceiling, no capacity ratio")

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:>10}: " + ", ".join(parts))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"receiver": args.receiver, "concurrency": args.concurrency, "duration": args.duration, "rounds": args.rounds,
+            json.dump({"receiver": args.receiver, "concurrency": args.concurrency, "duration": args.duration,
+                       "rounds": args.rounds,
                        "cpus": os.cpu_count(), "receiver_ceiling_req_per_s": ceiling or None,
                        "summary": summary, "runs": runs}, f, indent=2)
     return 0

@@ -7,30 +7,47 @@ every report is, and that each scenario really measured something.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 import trio
 
 from bench._http import Endpoint, HttpConnection, MessageReader, build_request
+from bench._loadgen import accepted_count
+from bench._procs import pinned, plan_pinning, tree_cpu_seconds, tree_pids
 from bench._receiver import open_dead_endpoint, open_receiver
-from bench._stats import growth, latency_summary, per_second
+from bench._stats import growth, latency_summary, per_second, value_at
+
+from ._pg import PG_URL
 
 pytestmark = pytest.mark.slow
 
 
-def bench(tmp_path, *args: str, timeout: float = 60) -> dict:
+def bench(tmp_path, *args: str, timeout: float = 60, plots: tuple[str, ...] = ("rss",)) -> dict:
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "bench", *args, "--spawn", "--quiet", "--no-wrk", "--out", str(out)],
-                         capture_output=True, text=True, timeout=timeout, cwd=tmp_path, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # a session of its own: on a timeout the gateway, simulator and load generators bench started go with it
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--spawn", "--quiet", "--no-wrk", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"bench {args[0]} took more than {timeout:g}s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     result = json.loads((out / f"{args[0]}.json").read_text())
     assert result["scenario"] == args[0]
     assert result["command"].startswith("python -m bench ")
     assert result["machine"]["cpus"] >= 1
-    for plot in (result.get("series") and ["latency", "throughput"] or []) + ["rss"]:
+    for plot in (result.get("series") and ["latency", "throughput"] or []) + list(plots):
         png = out / f"{args[0]}-{plot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     return result
@@ -52,7 +69,7 @@ def test_help_explains_every_scenario():
 
 def test_send(tmp_path):
     r = bench(tmp_path, "send", "--sessions", "2", "--clients", "4", "--duration", "1.5", "--warmup", "0.5",
-              "--e2e-sample", "20")
+              "--e2e-sample", "20", timeout=90)
     assert_load(r["gateway"])
     assert_load(r["baseline"])
     assert_load(r["quart"])  # the framework ceiling, measured in the same run
@@ -61,7 +78,9 @@ def test_send(tmp_path):
     assert r["ratios"]["accepted_per_s"] > 0 and r["ratios"]["p99"] > 0
     assert r["ratios"]["quart_per_s"] > 0 and r["ratios"]["gateway_to_quart_per_s"] > 0
     assert r["gateway"]["gateway_cpu_ms_per_accepted"] > 0
-    assert set(r["targets"]) == {"throughput_at_least_0.80x_bare", "p99_at_most_1.5x_bare"}
+    assert set(r["targets"]) == {"throughput_at_least_0.80x_bare", "p99_at_most_1.5x_bare",
+                                 "batch_messages_at_least_10x_single"}
+    assert_batch(r)
     assert r["client_not_bottleneck"]["client_cpu_ms_per_request"] > 0
     e2e = r["end_to_end"]
     assert e2e["accepted_to_sent_ms"]["count"] == e2e["sample"] > 0
@@ -72,6 +91,20 @@ def test_send(tmp_path):
     series = r["series"]["gateway"]
     assert len(series["t"]) == 2 and sum(series["ok_rps"]) == r["gateway"]["accepted"]
     assert r["resources"]["rss_bytes"] and r["resources"]["fds"]
+
+
+def assert_batch(r: dict) -> None:
+    """The batch phase of `send`: same connections, 100 messages a request, messages counted from the answers."""
+    batch = r["batch"]
+    assert_load(batch)
+    assert batch["connections"] == r["gateway"]["connections"] and batch["duration_s"] == r["gateway"]["duration_s"]
+    assert batch["errors"] == {}, batch["errors"]
+    assert batch["messages_accepted"] == batch["accepted"] * r["parameters"]["batch_size"] > 0
+    assert batch["messages_accepted_per_s"] > 0 and batch["gateway_cpu_ms_per_accepted"] > 0
+    assert r["ratios"]["batch_to_single_messages_per_s"] > 0
+    assert r["ratios"]["batch_to_single_cpu_per_message"] > 0
+    assert r["targets"]["batch_messages_at_least_10x_single"] in (True, False)
+    assert sum(r["series"]["gateway batch"]["ok_rps"]) == batch["accepted"]
 
 
 def test_sessions(tmp_path):
@@ -85,13 +118,100 @@ def test_sessions(tmp_path):
 
 def test_send_api_only_stores_without_sending(tmp_path):
     r = bench(tmp_path, "send", "--sessions", "2", "--clients", "4", "--duration", "1.5", "--warmup", "0.5",
-              "--api-only")
+              "--api-only", timeout=90)
     assert r["parameters"]["api_only"] is True
     assert r["gateway"]["accepted"] > 0, r["gateway"]["errors"]
     assert r["quart"]["errors"] == {} and r["quart"]["requests"] > 0  # decoded the same scheduled body
     e2e = r["end_to_end"]
     assert e2e["available"] is False and e2e["checked"] > 0
     assert e2e["still_queued"] == e2e["checked"]  # scheduled a day ahead: stored, nothing sent
+    assert_batch(r)  # batch items scheduled the same way
+
+
+def schema_exists(schema: str) -> bool:
+    with psycopg.connect(PG_URL, connect_timeout=5) as conn:
+        return conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()[0] > 0
+
+
+def assert_store_run(run: dict, store: str, workers: int = 1) -> None:
+    assert (run["store"], run["gateway_workers"]) == (store, workers)
+    assert_load(run)
+    assert run["accepted"] > 0, run["errors"]
+    assert run["gateway_cpu_ms_per_accepted"] > 0 and run["gateway_cpu_cores"] > 0
+    assert run["gateway_processes"] >= (workers + 1 if workers > 1 else 1)  # the parent and its workers
+    if store == "postgresql":  # the server runs on this host here: its backends' CPU is read from /proc
+        backends = run["postgres_backends"]
+        assert backends["available"] is True and backends["backends"] > 0, backends
+        assert backends["cpu_ms_per_accepted"] > 0
+        assert not schema_exists(run["schema"])  # the fresh schema was dropped afterwards
+
+
+# PostgreSQL is the real server here (tests/_pg.py): an unreachable one makes bench, and so these tests, fail
+@pytest.mark.timeout(120)
+def test_stores_sqlite_against_postgres(tmp_path):
+    r = bench(tmp_path, "stores", "--postgres", PG_URL, "--sessions", "2", "--clients", "4", "--duration", "1.5",
+              "--warmup", "0.5", timeout=100, plots=("rss-sqlite", "rss-postgresql"))
+    assert set(r["runs"]) == {"sqlite", "postgresql"}
+    assert_store_run(r["runs"]["sqlite"], "sqlite")
+    assert_store_run(r["runs"]["postgresql"], "postgresql")
+    assert r["parameters"]["schemas"] == [r["runs"]["postgresql"]["schema"]] and r["parameters"]["api_only"]
+    assert r["ratios"]["postgres_to_sqlite_cpu_per_message"] > 0
+    assert r["ratios"]["postgres_to_sqlite_accepted_per_s"] > 0
+    assert r["ratios"]["postgres_with_backends_to_sqlite_cpu_per_message"] > 0
+    assert set(r["targets"]) == {"postgres_cpu_per_message_at_most_1.5x_sqlite"}
+    assert r["targets"]["postgres_cpu_per_message_at_most_1.5x_sqlite"] in (True, False)
+    assert set(r["series"]) == {"gateway sqlite", "gateway postgresql"}
+
+
+@pytest.mark.timeout(150)
+def test_workers_one_against_two(tmp_path):
+    r = bench(tmp_path, "workers", "--postgres", PG_URL, "--gateway-workers", "2", "--sessions", "2",
+              "--clients", "4", "--duration", "1.5", "--warmup", "0.5", timeout=130,
+              plots=("rss-workers_1", "rss-workers_2"))
+    assert set(r["runs"]) == {"workers_1", "workers_2"}
+    assert_store_run(r["runs"]["workers_1"], "postgresql", 1)
+    assert_store_run(r["runs"]["workers_2"], "postgresql", 2)
+    assert len(set(r["parameters"]["schemas"])) == 2  # a fresh schema for each
+    assert r["ratios"]["workers_2_to_1_accepted_per_s"] > 0 and r["ratios"]["workers_2_to_1_cpu_per_message"] > 0
+    pin = r["pinning"]
+    if len(pin["cores"]) >= 3:  # a core per gateway worker and one for the rest
+        assert pin["applied"] and pin["gateway_cores"] == {"workers_1": pin["cores"][:1],
+                                                           "workers_2": pin["cores"][:2]}
+    else:  # this machine (2 cores): said plainly
+        assert not pin["applied"] and r["scaling_figure"] is False
+        assert any("not a scaling figure" in n for n in r["notes"])
+
+
+def test_pinning_plan_and_taskset():
+    assert plan_pinning([0, 1], 2)[0] is None  # 2 cores: nothing left for the rest
+    plan, _ = plan_pinning([3, 0, 1, 2], 2)
+    assert plan is not None and plan.gateway == (0, 1) and plan.others == (2, 3) and plan.for_gateway(1) == (0,)
+    assert plan_pinning([0, 1, 2], 2, have_taskset=False)[0] is None
+    assert pinned(["x"], None) == ["x"] and pinned(["x"], (2, 3)) == ["taskset", "-c", "2,3", "x"]
+    proc = subprocess.Popen(pinned(["sh", "-c", "sleep 30 & wait"], (0,)))
+    pids: list[int] = []
+    try:
+        for _ in range(50):  # sh, then its sleep
+            pids = tree_pids(proc.pid)
+            if len(pids) == 2:
+                break
+            time.sleep(0.1)
+        assert pids[0] == proc.pid and len(pids) == 2
+        for pid in pids:  # pinned by taskset, and inherited by the child
+            status = Path(f"/proc/{pid}/status").read_text()
+            assert "Cpus_allowed_list:\t0\n" in status
+        assert tree_cpu_seconds(proc.pid) >= 0
+    finally:
+        for pid in reversed(pids or [proc.pid]):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_batch_answer_count_and_counter_interpolation():
+    assert accepted_count(b'{"accepted":100,"rejected":0,"results":[]}') == 100
+    assert accepted_count(b'{"accepted":7}') == 7 and accepted_count(b'{"messageId":"m"}') == 0
+    assert value_at([0.0, 1.0, 2.0], [0.0, 1.0, 3.0], 1.5) == pytest.approx(2.0)
+    assert value_at([0.0, 1.0], [0.0, 1.0], 1.5) is None and value_at([0.0], [0.0], 0.0) is None
 
 
 @pytest.mark.timeout(200)
