@@ -65,12 +65,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def main() -> None:
+def serve_ceiling(asgi_app: Any, prog: str, default_bind: str) -> None:
+    """Serve `asgi_app` from the command line (`--bind`), as `gateway serve` configures hypercorn: the trio
+    worker, no access log; until SIGINT or SIGTERM."""
     from hypercorn.config import Config as HyperConfig
     from hypercorn.trio import serve
 
-    parser = argparse.ArgumentParser(prog="python -m bench._baseline")
-    parser.add_argument("--bind", default="127.0.0.1:8090")
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--bind", default=default_bind)
     args = parser.parse_args()
     hyper = HyperConfig()
     hyper.bind = [args.bind]
@@ -83,7 +85,11 @@ def main() -> None:
             async for _ in signals:
                 return
 
-    trio.run(partial(serve, app, hyper, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+    trio.run(partial(serve, asgi_app, hyper, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    serve_ceiling(app, "python -m bench._baseline", "127.0.0.1:8090")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,15 @@ is what the gateway's own work costs.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import uuid
-from functools import partial
 
 import msgspec
-import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from gateway._requests import SendMessage
 
-from ._baseline import ANSWER_TEMPLATE
+from ._baseline import ANSWER_TEMPLATE, serve_ceiling
 
 _decode = msgspec.json.Decoder(SendMessage).decode
 
@@ -46,24 +41,7 @@ def make_app() -> QuartTrio:
 
 
 def main() -> None:
-    from hypercorn.config import Config as HyperConfig
-    from hypercorn.trio import serve
-
-    parser = argparse.ArgumentParser(prog="python -m bench._quart_ceiling")
-    parser.add_argument("--bind", default="127.0.0.1:8091")
-    args = parser.parse_args()
-    hyper = HyperConfig()
-    hyper.bind = [args.bind]
-    hyper.worker_class = "trio"
-    hyper.accesslog = None
-    hyper.errorlog = logging.getLogger("hypercorn.error")
-
-    async def shutdown_trigger() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
-    trio.run(partial(serve, make_app(), hyper, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
+    serve_ceiling(make_app(), "python -m bench._quart_ceiling", "127.0.0.1:8091")
 
 
 if __name__ == "__main__":
