@@ -67,9 +67,10 @@ class PostgresAccounts(PostgresBase):
 
     async def use_password_reset(self, token_hash: bytes, now: int) -> PasswordReset | None:
         """One UPDATE: a racing use waits for the row lock, re-checks `used_at IS NULL` and gets nothing."""
-        return await self._one(ROWS.use_password_reset(), (now, token_hash, now), password_reset)
+        return await self._write_one(ROWS.use_password_reset(), (now, token_hash, now), password_reset)
 
     async def delete_expired_web_auth(self, now: int) -> int:
+        # A sweep: alone (see `_base`), in autocommit, one statement per table.
         def purge(c: Conn) -> int:
             return sum(c.execute(f"DELETE FROM {table} WHERE expires_at <= %s", (now,)).rowcount
                        for table in ("web_sessions", "password_resets"))

@@ -13,7 +13,11 @@ are written in id order, so racing nodes lock rows in one order and never
 deadlock.
 
 `FENCE_SQL` is the clause a fenced write adds: the write applies only while the
-writer holds that epoch of the session's lease, unexpired.
+writer holds that epoch of the session's lease, unexpired. Fenced writes are
+batched (`_batch`), so "unexpired" is judged at the statement's own start
+(`statement_timestamp()`), not at `now()`, which is when its batch's
+transaction began. The lease bookkeeping here runs alone, one transaction per
+call, so within it `now()` is one instant, as said above.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ._base import Conn, PostgresBase
 
 # `{sid}` is the SQL expression for the session id of the row being written.
 FENCE_SQL: Final = ("EXISTS (SELECT 1 FROM session_leases f WHERE f.session_id = {sid} AND f.node_id = %s "
-                    "AND f.epoch = %s AND f.expires_at > now())")
+                    "AND f.epoch = %s AND f.expires_at > statement_timestamp())")
 _TTL: Final = "now() + %s * interval '1 second'"
 _MS: Final = "(extract(epoch FROM {}) * 1000)::BIGINT"
 # Times are TIMESTAMPTZ here, read as milliseconds; "now" is the server's clock.
@@ -44,7 +48,7 @@ def fence_clause(sid: str, fence: Fence | None) -> tuple[str, list[Any]]:
 class PostgresCluster(PostgresBase):
     async def register_node(self, node_id: str, *, address: str, token: str, host: str, pid: int,
                             ttl: float) -> None:
-        await self._execute(
+        await self._execute_alone(
             "INSERT INTO cluster_nodes (id, address, token, host, pid, started_at, heartbeat_at, expires_at) "
             f"VALUES (%s, %s, %s, %s, %s, now(), now(), {_TTL}) ON CONFLICT (id) DO UPDATE SET "
             "address = excluded.address, token = excluded.token, heartbeat_at = now(), "
@@ -98,7 +102,7 @@ class PostgresCluster(PostgresBase):
         if session_ids is not None:
             only = " AND session_id = ANY(%s::text[])"
             params.append(list(session_ids))
-        return await self._execute(
+        return await self._execute_alone(
             f"UPDATE session_leases SET expires_at = now() WHERE node_id = %s AND expires_at > now(){only}", params)
 
     async def leave_cluster(self, node_id: str) -> None:
@@ -118,7 +122,7 @@ class PostgresCluster(PostgresBase):
         return await self._all(f"SELECT {_NODE_COLUMNS} FROM cluster_nodes n ORDER BY n.started_at, n.id", (), node)
 
     async def forget_nodes(self, dead_for: float) -> int:
-        return await self._execute(
+        return await self._execute_alone(
             "DELETE FROM cluster_nodes WHERE expires_at < now() - %s * interval '1 second'", (dead_for,))
 
     async def query_one(self, query: str, params: Sequence[Any] = ()) -> Any:

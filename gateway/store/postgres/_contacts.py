@@ -10,7 +10,7 @@ from ._base import ROWS, PostgresBase
 
 class PostgresContacts(PostgresBase):
     async def upsert_contact(self, contact: ContactRecord) -> ContactRecord:
-        row = await self._one(
+        row = await self._write_one(
             ROWS.insert("contacts", CONTACT_COLUMNS) + " ON CONFLICT (session_id, phone_number) DO UPDATE SET "
             f"name = EXCLUDED.name, updated_at = EXCLUDED.updated_at RETURNING {CONTACT_COLUMNS}",
             contact_row(contact), _contact)

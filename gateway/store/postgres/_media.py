@@ -20,7 +20,8 @@ class PostgresMedia(PostgresBase):
         return await self._execute("DELETE FROM media WHERE id = %s", (media_id,)) > 0
 
     async def delete_media_before(self, before: int, limit: int) -> list[MediaRecord]:
-        # One statement: concurrent purges on several nodes each take (and return) different rows.
-        return await self._all(
+        # One statement, alone (a sweep): concurrent purges on several nodes each take (and return) different rows.
+        rows = await self._run(lambda c: c.execute(
             f"DELETE FROM media WHERE id IN (SELECT id FROM media WHERE created_at < %s ORDER BY created_at, id "
-            f"LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {MEDIA_COLUMNS}", (before, limit), media_row)
+            f"LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {MEDIA_COLUMNS}", (before, limit)).fetchall())
+        return [media_row(r) for r in rows]

@@ -8,7 +8,7 @@ dead endpoint cannot crowd healthy ones out of a claim.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Final
 
 import msgspec
@@ -22,15 +22,30 @@ from ._base import ROWS, Conn, PostgresBase
 _SCAN_FACTOR: Final = 4
 
 
+_INSERT_DELIVERY: Final = ROWS.insert("webhook_deliveries", DELIVERY_COLUMNS)
+
+WebhookTarget = tuple[str | None, list[str], bool, str]
+
+
 def insert_deliveries(conn: Conn, deliveries: list[Delivery]) -> None:
-    if deliveries:
+    """Pipeline-safe: nothing is read back, so in a batch the rows go out with the next round trip."""
+    if len(deliveries) == 1:  # the usual case: one event, one endpoint (executemany costs more for one row)
+        conn.execute(_INSERT_DELIVERY, delivery_row(deliveries[0]))
+    elif deliveries:
         with conn.cursor() as cur:
-            cur.executemany(ROWS.insert("webhook_deliveries", DELIVERY_COLUMNS), [delivery_row(d) for d in deliveries])
+            cur.executemany(_INSERT_DELIVERY, [delivery_row(d) for d in deliveries])
 
 
-def write_events(conn: Conn, events: list[GatewayEvent], now_ms: int) -> list[Delivery]:
-    """Turn events into deliveries inside the caller's transaction (see `_outbox_rules`)."""
-    def lookup(session_id: str) -> tuple[str | None, list[str], bool, str] | None:
+def write_events(conn: Conn, events: list[GatewayEvent], now_ms: int,
+                 targets: Mapping[str, WebhookTarget | None] | None = None) -> list[Delivery]:
+    """Turn events into deliveries inside the caller's transaction (see `_outbox_rules`).
+
+    `targets`: sessions' webhook settings the caller already read in this transaction
+    (`webhook_target` of a row of `WEBHOOK_TARGET_COLUMNS`), so they are not read twice.
+    """
+    def lookup(session_id: str) -> WebhookTarget | None:
+        if targets is not None and session_id in targets:
+            return targets[session_id]
         row = conn.execute(f"SELECT {WEBHOOK_TARGET_COLUMNS} FROM sessions WHERE id = %s", (session_id,)).fetchone()
         return ROWS.webhook_target(row) if row else None
 
@@ -41,23 +56,25 @@ def write_events(conn: Conn, events: list[GatewayEvent], now_ms: int) -> list[De
 
 class PostgresOutbox(PostgresBase):
     async def record_events(self, events: list[GatewayEvent], now_ms: int) -> list[Delivery]:
-        return await self._tx(lambda c: write_events(c, events, now_ms))
+        return await self._write(lambda c: write_events(c, events, now_ms), pipelined=True)
 
     async def insert_deliveries(self, deliveries: list[Delivery]) -> None:
-        await self._tx(lambda c: insert_deliveries(c, deliveries))
+        await self._write(lambda c: insert_deliveries(c, deliveries), pipelined=True, single=len(deliveries) <= 1)
 
     async def claim_due(self, now_ms: int, *, limit: int, room: Mapping[str, int], default_room: int,
                         lease_until_ms: int) -> list[Delivery]:
         full = [e for e, n in room.items() if n <= 0]
         open_ = [e for e, n in room.items() if n > 0]
 
-        def tx(conn: Conn) -> list[Delivery]:
+        def write(conn: Conn) -> Generator[None, None, list[Delivery]]:
             scope = "AND NOT (endpoint = ANY(%s))" if default_room > 0 else "AND endpoint = ANY(%s)"
-            rows = conn.execute(
+            cursor = conn.execute(
                 f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending' "
                 f"AND next_attempt_at <= %s AND claimed_until <= %s {scope} "
                 "ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (now_ms, now_ms, full if default_room > 0 else open_, limit * _SCAN_FACTOR)).fetchall()
+                (now_ms, now_ms, full if default_room > 0 else open_, limit * _SCAN_FACTOR))
+            yield
+            rows = cursor.fetchall()
             claimed = [msgspec.structs.replace(d, claimed_until=lease_until_ms)
                        for d in pick_with_room(rows, room, default_room, limit)]
             if claimed:
@@ -65,10 +82,10 @@ class PostgresOutbox(PostgresBase):
                              (lease_until_ms, [d.id for d in claimed]))
             return claimed
 
-        return await self._tx(tx)
+        return await self._write(write, pipelined=True)
 
     async def record_attempt(self, record: AttemptRecord) -> bool:
-        return await self._tx(lambda c: apply_attempt(c, record, ROWS))
+        return await self._write(lambda c: apply_attempt(c, record, ROWS))  # it reads a rowcount
 
     async def next_due_at(self, *, room: Mapping[str, int], default_room: int) -> int | None:
         rows = await self._all(

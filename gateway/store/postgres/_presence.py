@@ -18,10 +18,10 @@ class PostgresPresence(PostgresBase):
     async def put_lids(self, session_id: str, pairs: list[tuple[str, str]], at: int) -> None:
         if pairs:
             rows = [(session_id, lid, phone, at) for lid, phone in pairs]
-            await self._run(lambda c: c.cursor().executemany(
+            await self._write(lambda c: c.cursor().executemany(
                 "INSERT INTO lids (session_id, lid, phone_jid, updated_at) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (session_id, lid) DO UPDATE SET phone_jid = excluded.phone_jid, "
-                "updated_at = excluded.updated_at", rows))
+                "updated_at = excluded.updated_at", rows), pipelined=True, single=len(rows) == 1)
 
     async def phone_for_lid(self, session_id: str, lid: str) -> str | None:
         return await self._one("SELECT phone_jid FROM lids WHERE session_id = %s AND lid = %s",

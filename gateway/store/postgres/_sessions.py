@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from psycopg import sql
@@ -10,6 +11,7 @@ from .._ports import EventsOf
 from .._records import Fence, SessionRecord
 from .._rows import SESSION_COLUMNS
 from ._base import ROWS, Conn, PostgresBase
+from ._batch import once
 from ._cluster import fence_clause
 from ._outbox import write_events
 
@@ -43,14 +45,22 @@ class PostgresSessions(PostgresBase):
             sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values),
             sql.SQL(fenced), sql.SQL(SESSION_COLUMNS))
 
-        def tx(conn: Conn) -> SessionRecord | None:
-            row = conn.execute(query, (*values.values(), session_id, *fence_params)).fetchone()
+        params = (*values.values(), session_id, *fence_params)
+        events = once(events)
+
+        def write(conn: Conn) -> Generator[None, None, SessionRecord | None]:
+            cursor = conn.execute(query, params)
+            yield
+            row = cursor.fetchone()
             record = ROWS.session(row) if row else None
             if record is not None and events is not None:
-                write_events(conn, events(record), at)
+                # The row just written carries the webhook settings its events go to.
+                target = (record.webhook_url, record.webhook_events, record.webhook_enabled, record.webhook_secret)
+                write_events(conn, events(record), at, {record.id: target})
             return record
 
-        return await self._tx(tx)
+        return await self._write(write, pipelined=True, single=events is None)
 
     async def delete_session(self, session_id: str) -> bool:
-        return await self._execute("DELETE FROM sessions WHERE id = %s", (session_id,)) > 0
+        # Alone: the delete cascades to every message, delivery and contact of the session.
+        return await self._execute_alone("DELETE FROM sessions WHERE id = %s", (session_id,)) > 0

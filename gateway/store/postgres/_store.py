@@ -3,8 +3,11 @@
 The driver mirrors `sqlite/`, one module per domain under the same name, each
 a `PostgresBase` subclass:
 - `_base`: the pool, the thread gate sized to it, and the helpers
-  (`_run`, `_tx`, `_execute`, `_scalar`, `_one`, `_all`); its docstring says
-  why it is built that way;
+  (`_write`, `_execute`, `_write_one` and `_scalar`, `_one`, `_all`, batched;
+  `_run`, `_tx`, `_execute_alone`, alone); its docstring says which calls run
+  alone and why;
+- `_batch`: group commit, which batches concurrent writes into one
+  transaction (and reads into one round trip) on one connection;
 - `_schema`: migrations, safe to run from several nodes at once;
 - `_accounts`: users and tokens; `_sessions`; `_messages`: the outbound queue
   and idempotency keys; `_contacts`; `_outbox`: webhook deliveries;
@@ -23,9 +26,9 @@ from __future__ import annotations
 from ._accounts import PostgresAccounts
 from ._cluster import PostgresCluster
 from ._contacts import PostgresContacts
+from ._media import PostgresMedia
 from ._messages import PostgresMessages
 from ._outbox import PostgresOutbox
-from ._media import PostgresMedia
 from ._presence import PostgresPresence
 from ._schema import PostgresSchema
 from ._sessions import PostgresSessions
