@@ -197,7 +197,7 @@ async def serve(spec: RouteSpec, get_gateway: Callable[[], Gateway], req: Reques
         raise PayloadTooLarge(f"Request body is larger than {cap} bytes")
     if spec.decoder is not None:
         _require_json(req.mimetype)
-    principal, decision = await _authenticate_and_limit(gateway, req, spec.auth, path_params)
+    principal, decision = await _authenticate_and_limit(gateway, req, spec.auth)
     body = None
     raw = b""
     if spec.decoder is not None:
@@ -262,7 +262,7 @@ async def _route_to_owner(gateway: Gateway, req: RequestInfo, live: Live, princi
     return await gateway.cluster.router.route(session_id, connect=live is Live.TAKE, body=raw, req=req)
 
 
-async def _authenticate_and_limit(gateway: Gateway, req: RequestInfo, mode: Auth, path_params: dict[str, str]
+async def _authenticate_and_limit(gateway: Gateway, req: RequestInfo, mode: Auth
                                   ) -> tuple[Principal | None, Decision | None]:
     """Authenticate under the per-IP failed-auth limit, then charge the per-user API limit.
 
