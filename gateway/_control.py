@@ -226,11 +226,11 @@ class SessionControl:
         await self.start(await self._fresh(record.id), resume=True)
         return True
 
-    def nudge(self, session_id: str) -> None:
-        """Wake the sender of the session's actor here, if it runs here. Never blocks."""
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
+        """Wake the sender of the session's actor here, if it runs here, by `due_in` seconds. Never blocks."""
         actor = self.actor(session_id)
         if actor is not None:
-            actor.nudge()
+            actor.nudge(due_in)
 
     async def stop(self, session_id: str) -> None:
         """Stop the session's actor here (it keeps its persisted state)."""
@@ -373,5 +373,5 @@ class LocalGate:
     async def require_sendable(self, session_id: str) -> None:
         self._control.require_connected(session_id)
 
-    def nudge(self, session_id: str) -> None:
-        self._control.nudge(session_id)
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
+        self._control.nudge(session_id, due_in)

@@ -67,6 +67,7 @@ class SessionGate(Protocol):
         """Raise SessionNotConnected (or SessionNotFound) unless the session can send now."""
         ...
 
-    def nudge(self, session_id: str) -> None:
-        """The session's queue has something new: wake its sender, wherever it runs. Never blocks."""
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
+        """The session's queue has something new, due in `due_in` seconds (0: now): its sender, wherever it
+        runs, looks at the queue by then. Never blocks."""
         ...

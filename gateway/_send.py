@@ -150,8 +150,15 @@ class Messages:
             await self._rates.refund_send(who.session_id, len(records))
             assert idem is not None
             return _replayed(existing, idem)
-        self._gate.nudge(who.session_id)
+        self._gate.nudge(who.session_id, _due_in(records, at))
         return Reply(ACCEPTED, body, False, decision)
+
+
+def _due_in(records: list[MessageRecord], now_ms: int) -> float:
+    """Seconds until the first of `records` is due: 0 when one is to be sent now."""
+    if any(r.send_at is None for r in records):
+        return 0.0
+    return max(0, min(r.send_at for r in records if r.send_at is not None) - now_ms) / 1000
 
 
 def _decode_item(raw: msgspec.Raw, path: str) -> SendMessage:

@@ -8,6 +8,7 @@ record every call (and, where a call must not happen, fail the test), so
 from __future__ import annotations
 
 import base64
+import time
 
 import msgspec
 import pytest
@@ -58,12 +59,14 @@ class OpenGate:
 
     def __init__(self, calls: Calls) -> None:
         self._calls = calls
+        self.due_in: list[float] = []
 
     async def require_sendable(self, session_id: str) -> None:
         return None
 
-    def nudge(self, session_id: str) -> None:
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
         self._calls.log.append("nudge")
+        self.due_in.append(due_in)
 
 
 @pytest.fixture
@@ -164,3 +167,23 @@ async def test_tokens_come_back_when_validation_with_io_refuses(calls: Calls, mo
         await messages.send_one(WHO, request({"to": "+15551234567", "text": "hi"}), None, answer)
         with pytest.raises(RateLimitExceeded):
             await messages.send_one(WHO, request({"to": "+15551234567", "text": "hi"}), None, answer)
+
+
+async def test_the_nudge_says_when_the_first_message_is_due(calls: Calls) -> None:
+    """A sender idle until later need not look at the queue for a message scheduled after that."""
+    gate = OpenGate(calls)
+    messages = service(calls, gate, RateGuard(Config()))
+    in_an_hour = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    in_two = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))
+    later = {"to": "+15551234567", "text": "later", "sendAt": in_two}
+    with trio.fail_after(5):
+        await messages.send_one(WHO, request({"to": "+15551234567", "text": "soon", "sendAt": in_an_hour}), None,
+                                answer)
+        await messages.send_batch(WHO, [msgspec.json.encode(later), msgspec.json.encode(later)], None, answer)
+        await messages.send_batch(WHO, [msgspec.json.encode(later), b'{"to": "+15551234567", "text": "now"}'], None,
+                                  answer)
+        await messages.send_one(WHO, request({"to": "+15551234567", "text": "now"}), None, answer)
+    first, batch, mixed, now = gate.due_in
+    assert 3598 < first <= 3600  # the whole second is dropped from sendAt: within 2 s of an hour
+    assert 7198 < batch <= 7200
+    assert mixed == 0 and now == 0

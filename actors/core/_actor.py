@@ -177,10 +177,10 @@ class SessionActor:
             raise NotConnected(f"session is {self.state.value}")
         return self.transport
 
-    def nudge(self) -> None:
-        """A message was queued for this session: the sender looks at the queue now."""
+    def nudge(self, due_in: float = 0.0) -> None:
+        """A message was queued for this session, due in `due_in` seconds: the sender looks by then."""
         if self.sender is not None:
-            self.sender.nudge()
+            self.sender.nudge(due_in)
 
     async def _wait_connected(self) -> Transport:
         while self.state is not SessionState.CONNECTED:

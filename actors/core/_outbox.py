@@ -96,12 +96,20 @@ class Sender:
         self._pacing = pacing
         self._rng = rng
         self._wake = trio.Event()
+        self._idle_scope: trio.CancelScope | None = None  # while idle: ends when the next scheduled one is due
         self._last_send = -math.inf
         self.sent = 0
         self.failed = 0
 
-    def nudge(self) -> None:
-        """Something was queued: look again now."""
+    def nudge(self, due_in: float = 0.0) -> None:
+        """Something was queued, due in `due_in` seconds (0: now): look at the queue by then.
+
+        A sender idle until a time no later than that has nothing to do; one idle until later (or until
+        woken) moves its wake-up earlier, without a store call. Any other sender looks again now."""
+        idle = self._idle_scope
+        if idle is not None and due_in > 0:
+            idle.deadline = min(idle.deadline, trio.current_time() + due_in)
+            return
         self._wake.set()
 
     async def run(self, wait_transport: _TransportGate) -> None:
@@ -118,8 +126,13 @@ class Sender:
 
     async def _idle(self) -> None:
         due = await self._queue.seconds_until_due(self.session_id)
-        with trio.move_on_after(math.inf if due is None else max(due, 0.0)):
-            await self._wake.wait()
+        # A nudge during that read set `_wake` (the read may have missed its message): no waiting then.
+        with trio.move_on_after(math.inf if due is None else max(due, 0.0)) as scope:
+            self._idle_scope = scope
+            try:
+                await self._wake.wait()
+            finally:
+                self._idle_scope = None
         self._wake = trio.Event()
 
     async def _send_one(self, transport: Transport, claimed: Claimed) -> None:

@@ -55,8 +55,8 @@ class NodeSessions:
         actor = self._control.actor(session_id)
         return actor is not None and actor.state is SessionState.CONNECTED
 
-    def nudge(self, session_id: str) -> None:
-        self._control.nudge(session_id)
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
+        self._control.nudge(session_id, due_in)
 
 
 class ClusterGate:
@@ -77,8 +77,8 @@ class ClusterGate:
         if record.status is not SessionState.CONNECTED:
             raise SessionNotConnected(f"Session is {record.status.value}; connect it first (POST .../connect)")
 
-    def nudge(self, session_id: str) -> None:
+    def nudge(self, session_id: str, due_in: float = 0.0) -> None:
         if not self._keeper.holds(session_id):
-            self._notifier.publish_nowait(session_id)
+            self._notifier.publish_nowait(session_id)  # its owner looks now, and waits on for a later time
         else:
-            self._control.nudge(session_id)
+            self._control.nudge(session_id, due_in)
