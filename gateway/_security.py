@@ -50,6 +50,20 @@ class ParsedCredential(NamedTuple):
 
 _id_lock = threading.Lock()
 _id_last = (0, 0)  # (milliseconds, 12-bit counter) of the last id made
+# Random bits for ids, read from the OS in blocks: `os.urandom` releases the GIL, and on a loop that shares
+# the GIL with the store's thread, taking it back can cost more than the read itself.
+_ID_POOL_SIZE: Final = 4096
+_id_pool = b""
+_id_pool_at = 0
+
+
+def _drop_id_pool() -> None:
+    """In a forked child: never reuse the parent's random bits (two processes' ids would then collide)."""
+    global _id_pool, _id_pool_at, _id_lock
+    _id_pool, _id_pool_at, _id_lock = b"", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_drop_id_pool)
 
 
 def new_id() -> str:
@@ -60,8 +74,12 @@ def new_id() -> str:
     bits hold a counter (RFC 9562, method 1), and a full counter borrows the
     next millisecond.
     """
-    global _id_last
+    global _id_last, _id_pool, _id_pool_at
     with _id_lock:
+        if _id_pool_at + 10 > len(_id_pool):
+            _id_pool, _id_pool_at = os.urandom(_ID_POOL_SIZE), 0
+        at = _id_pool_at
+        _id_pool_at = at + 10
         ms = int(time.time() * 1000) & ((1 << 48) - 1)
         last_ms, counter = _id_last
         if ms <= last_ms:
@@ -69,9 +87,9 @@ def new_id() -> str:
             if counter > 0xFFF:
                 ms, counter = ms + 1, 0
         else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            counter = int.from_bytes(_id_pool[at:at + 2], "big") & 0x3FF  # leave room to count up
         _id_last = (ms, counter)
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand = int.from_bytes(_id_pool[at + 2:at + 10], "big") & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     h = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, at less than half its cost
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

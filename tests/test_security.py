@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 
 from gateway._phone import InvalidPhoneNumber, normalize_phone
@@ -32,6 +33,27 @@ def test_ids_are_uuid7_and_time_ordered():
     ids = [new_id() for _ in range(10_000)]  # many share a millisecond
     assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)  # canonical text
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_ids_random_bits_differ_across_pool_refills():
+    rand = [uuid.UUID(new_id()).int & ((1 << 62) - 1) for _ in range(2_000)]  # several pools of random bits
+    assert len(set(rand)) == len(rand)
+
+
+def test_a_forked_child_never_reuses_its_parents_random_bits():
+    new_id()  # the parent has a pool with bits left in it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids' random bits, and leave without running pytest's teardown
+        os.write(write, "\n".join(new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_id() for _ in range(50)]
+    low = {uuid.UUID(i).int & ((1 << 62) - 1) for i in parent}
+    assert len(child) == 50 and low.isdisjoint(uuid.UUID(i).int & ((1 << 62) - 1) for i in child)
 
 
 def test_passwords_use_argon2():

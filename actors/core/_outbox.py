@@ -108,7 +108,9 @@ class Sender:
         woken) moves its wake-up earlier, without a store call. Any other sender looks again now."""
         idle = self._idle_scope
         if idle is not None and due_in > 0:
-            idle.deadline = min(idle.deadline, trio.current_time() + due_in)
+            at = trio.current_time() + due_in
+            if at < idle.deadline:  # (setting a deadline costs more than comparing one)
+                idle.deadline = at
             return
         self._wake.set()
 
