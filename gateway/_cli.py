@@ -211,7 +211,6 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
     from hypercorn.config import Config as HyperConfig
     from hypercorn.trio import serve as hypercorn_serve
 
-    from ._drain import DrainUnreadBody
     from ._owner import StoreBusy, hold_sqlite_store
     from ._status_line import install_reason_phrases
     from .app import create_app
@@ -255,7 +254,7 @@ def serve(config: Config, *, listen_fd: int | None = None, worker_index: int = 0
     async def run() -> None:
         log.info("serving", extra={"fields": {"bind": config.bind, "transport": config.transport,
                                               "node_address": node_address or None, "worker": worker_index}})
-        await hypercorn_serve(DrainUnreadBody(app), hyper, shutdown_trigger=shutdown_trigger)
+        await hypercorn_serve(app, hyper, shutdown_trigger=shutdown_trigger)
 
     try:
         trio.run(run)

@@ -8,13 +8,14 @@ connection, and hypercorn 0.18 does neither: a pooled client's next request
 (httpx, requests/urllib3, undici) hangs. urllib3 writes headers and body
 separately, so even an ordinary 401 triggered it.
 
-`DrainUnreadBody` wraps the ASGI app. When the app starts an answer while
-the body is still arriving, the answer waits until the rest has arrived (the
-framework's own reader takes it, within its body cap; the lean lane, which
-has no reader of its own, drains it with `drain_unread`), up to `DRAIN_LIMIT`
-more bytes within `DRAIN_TIMEOUT` seconds, so the client reads its answer and
-reuses the connection. A bigger or slower body gets the answer with
-`Connection: close` instead, and the server closes after sending it.
+`DrainUnreadBody` wraps Quart's ASGI app (behind the lean lane). When the app
+starts an answer while the body is still arriving, the answer waits until the
+rest has arrived (the framework's own reader takes it, within its body cap),
+up to `DRAIN_LIMIT` more bytes within `DRAIN_TIMEOUT` seconds, so the client
+reads its answer and reuses the connection. A bigger or slower body gets the
+answer with `Connection: close` instead, and the server closes after sending
+it. The lean lane, which reads bodies itself, drains what it did not read with
+`drain_unread`, under the same limits, and closes the same way.
 """
 
 from __future__ import annotations
@@ -89,22 +90,23 @@ class _BodyWatch:
         return message
 
 
-async def drain_unread(scope: Scope, receive: Receive, *, timeout: float = DRAIN_TIMEOUT) -> None:
+async def drain_unread(scope: Scope, receive: Receive, *, timeout: float = DRAIN_TIMEOUT) -> bool:
     """Read and drop what is left of the request body before answering (an app that reads no body of its own
-    calls this). Past the watch's limit or `timeout` seconds it gives up: the answer then closes the
-    connection."""
+    calls this). Past `DRAIN_LIMIT` (or the watch's limit) or `timeout` seconds it gives up and answers False:
+    the answer must then close the connection (behind `DrainUnreadBody`, `guarded_send` sees to that)."""
     watch = scope.get(WATCH_KEY)
     if watch is not None and watch.complete.is_set():
-        return
+        return watch.fully_read
     limit = watch.limit if watch is not None else DRAIN_LIMIT
     dropped = 0
     with trio.move_on_after(timeout):
         while True:
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
-                return
+                return True  # the end of the body, or the client left (nothing more will come)
             dropped += len(message.get("body", b""))
             if dropped > limit:
                 break
     if watch is not None:
         watch.complete.set()  # not fully read: `guarded_send` closes the connection after the answer
+    return False

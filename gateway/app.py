@@ -15,6 +15,7 @@ from actors import TransportFactory
 
 from . import dashboard
 from ._config import Config
+from ._drain import DrainUnreadBody
 from ._gateway import Gateway, open_gateway
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import GatewayMetrics
@@ -86,8 +87,10 @@ def create_app(config: Config, *, transport_factory: TransportFactory | None = N
     metrics = _install_metrics(app, state)
     cors = CorsPolicy(config.cors_origin_set())
     install_cors(app, cors)
-    # The API's requests take the lean lane in front of Quart; everything else goes on to Quart.
-    app.asgi_app = LeanLane(app.asgi_app, api.routes, get_gateway, cors=cors, metrics=metrics)  # type: ignore
+    # The API's requests take the lean lane in front of Quart; everything else goes on to Quart, behind
+    # DrainUnreadBody (the lane drains what it does not read itself).
+    app.asgi_app = LeanLane(DrainUnreadBody(app.asgi_app), api.routes, get_gateway,  # type: ignore[method-assign]
+                            cors=cors, metrics=metrics)
     _install_lifespan(app, state, config, transport_factory, node_address)
     _install_meta_routes(app, state, api)
     _install_errors(app)

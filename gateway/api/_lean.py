@@ -148,8 +148,9 @@ class LeanLane:
             status, body = answer.status, answer.body
             headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
             headers += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in answer.headers.items()]
-        if not consumed:  # answered without the body (a GET, or refused first): the connection must stay usable
-            await drain_unread(scope, receive)
+        # Answered without the body (a GET, or refused first): the connection must stay usable, or be closed.
+        if not consumed and not await drain_unread(scope, receive):
+            headers.append((b"connection", b"close"))
         headers += self._cors.answer_headers(req.headers.get("Origin"), headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
