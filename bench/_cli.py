@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--api-only", action="store_true",
                       help="schedule every message (single sends and batch items) a day ahead (sendAt): measure "
                            "the accept path alone, with nothing sent during the run")
+    send.add_argument("--rounds", type=int, default=1,
+                      help="with --api-only: run bare, Quart and gateway in turn this many times, and report "
+                           "the median of each round's ratios (default 1)")
 
     sessions = sub.add_parser("sessions", parents=[common], help="N sessions to CONNECTED: time and RSS/session")
     sessions.add_argument("--sessions", type=int, default=1000, help="sessions to create and connect (default 1000)")
@@ -176,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenario == "workers" and args.gateway_workers < 2:
         parser.error("--gateway-workers must be at least 2: the run compares it with one worker")
+    if args.scenario == "send" and (args.rounds < 1 or (args.rounds > 1 and not args.api_only)):
+        parser.error("--rounds must be at least 1, and more than 1 only with --api-only (a round's sends would "
+                     "still be going out during the next)")
     ui = Ui(quiet=args.quiet)
     try:
         result = trio.run(_run, args, ui)
@@ -215,7 +221,8 @@ async def _run(args: argparse.Namespace, ui: Ui) -> dict:
                         rate=args.rate)
             return await run_send(target, ui, SendOptions(
                 sessions=args.sessions, load=load, e2e_sample=args.e2e_sample, drain_timeout=args.drain_timeout,
-                webhooks=not args.no_webhooks, wrk_check=not args.no_wrk, api_only=args.api_only))
+                webhooks=not args.no_webhooks, wrk_check=not args.no_wrk, api_only=args.api_only,
+                rounds=args.rounds))
         if args.scenario == "sessions":
             from ._sessions import run_sessions
 

@@ -62,6 +62,10 @@ def headline(result: dict[str, Any]) -> list[tuple[str, str]]:
                                                             for p in ("p50", "p90", "p99", "p99.9"))))
         if s.get("errors"):
             rows.append((f"{section} errors", ", ".join(f"{k}: {v}" for k, v in s["errors"].items())))
+    rounds = result.get("rounds") or []
+    for i, r in enumerate(rounds if len(rounds) > 1 else [], 1):
+        rows.append((f"round {i} of {len(rounds)}", f"bare {r['bare_per_s']:,.0f}  quart {r['quart_per_s']:,.0f}  "
+                     f"gateway {r['gateway_per_s']:,.0f}/s: {_fmt(r['ratio_accepted_per_s'])}x bare"))
     for key, value in (result.get("ratios") or {}).items():
         # keys that name both sides (`a_to_b_...`) are not ratios to the bare ceiling
         rows.append((f"ratio: {key}" if "_to_" in key else f"ratio to bare: {key}",

@@ -107,6 +107,13 @@ def assert_batch(r: dict) -> None:
     assert sum(r["series"]["gateway batch"]["ok_rps"]) == batch["accepted"]
 
 
+@pytest.mark.parametrize("args", [["--rounds", "2"], ["--rounds", "0", "--api-only"]])
+def test_rounds_need_api_only_and_at_least_one(tmp_path, args):
+    done = subprocess.run([sys.executable, "-m", "bench", "send", "--spawn", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr
+
+
 def test_sessions(tmp_path):
     r = bench(tmp_path, "sessions", "--sessions", "20", "--concurrency", "8", "--baseline-duration", "1")
     assert r["summary"]["sessions"] == 20 and r["summary"]["total_s"] > 0
@@ -116,10 +123,21 @@ def test_sessions(tmp_path):
     assert r["notes"]
 
 
+@pytest.mark.timeout(180)
 def test_send_api_only_stores_without_sending(tmp_path):
     r = bench(tmp_path, "send", "--sessions", "2", "--clients", "4", "--duration", "1.5", "--warmup", "0.5",
-              "--api-only", timeout=90)
+              "--api-only", "--rounds", "3", timeout=150)
     assert r["parameters"]["api_only"] is True
+    # three rounds of bare, Quart and gateway: the ratios are the rounds' medians, the figures the median round's
+    rounds = r["rounds"]
+    assert len(rounds) == r["parameters"]["rounds"] == 3
+    assert all(x["bare_per_s"] > 0 and x["gateway_per_s"] > 0 and x["gateway_cpu_ms_per_accepted"] > 0
+               for x in rounds)
+    for key in ("accepted_per_s", "p99", "quart_per_s"):
+        assert r["ratios"][key] == sorted(x[f"ratio_{key}"] for x in rounds)[1]
+    middle = sorted(rounds, key=lambda x: x["ratio_accepted_per_s"])[1]
+    assert r["gateway"]["accepted_per_s"] == middle["gateway_per_s"]
+    assert r["baseline"]["requests_per_s"] == middle["bare_per_s"]
     assert r["gateway"]["accepted"] > 0, r["gateway"]["errors"]
     assert r["quart"]["errors"] == {} and r["quart"]["requests"] > 0  # decoded the same scheduled body
     e2e = r["end_to_end"]
