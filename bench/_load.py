@@ -56,6 +56,7 @@ class LoadResult:
     workers: int = 1
     connections: int = 0
     messages_accepted: int | None = None  # with count_accepted: messages the 2xx batch answers accepted
+    server_cpu_seconds: float | None = None  # a ceiling server's CPU over the measured window (from /proc)
 
     @property
     def completed(self) -> int:

@@ -57,6 +57,8 @@ def headline(result: dict[str, Any]) -> list[tuple[str, str]]:
         if "gateway_cpu_ms_per_accepted" in s:
             who = "gateway CPU" if section == "gateway" else f"{section}: gateway CPU"
             rows.append((who, f"{s['gateway_cpu_ms_per_accepted']:.3f} ms per accepted message"))
+        if "server_cpu_ms_per_request" in s:
+            rows.append((f"{section} CPU", f"{s['server_cpu_ms_per_request']:.3f} ms per request"))
         if lat and lat.get("count"):
             rows.append((f"{section} latency ms", "  ".join(f"{p} {lat[f'{p}_ms']:.2f}"
                                                             for p in ("p50", "p90", "p99", "p99.9"))))

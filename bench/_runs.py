@@ -78,11 +78,18 @@ CEILING_LABELS: Final = {"bare": "baseline (bare hypercorn-trio)", "quart": "fra
 
 async def run_baseline(target: Target, ui: Ui, load: Load, sessions: list[BenchSession], *, ceiling: str = "bare",
                        send_at: str | None = None) -> LoadResult:
-    """A ceiling server (`bare` or `quart`), driven by the same client with the same request."""
-    async with spawn_baseline(target.workdir, ceiling) as (url, _proc):
+    """A ceiling server (`bare` or `quart`), driven by the same client with the same request; with the
+    server's CPU over the measured window, as the gateway's is measured."""
+    async with spawn_baseline(target.workdir, ceiling) as (url, proc), trio.open_nursery() as nursery:
+        sampler = Sampler(proc.pid)
+        await nursery.start(sampler.run)
         endpoint = Endpoint.from_url(url)
-        return await run_phase(ui, CEILING_LABELS[ceiling], endpoint,
-                               send_requests(endpoint, sessions, load.connections, send_at=send_at), load)
+        result = await run_phase(ui, CEILING_LABELS[ceiling], endpoint,
+                                 send_requests(endpoint, sessions, load.connections, send_at=send_at), load)
+        sampler.sample()
+        result.server_cpu_seconds = sampler.cpu_during(result.wall_start, result.wall_start + result.duration)
+        nursery.cancel_scope.cancel()
+        return result
 
 
 def load_summary(result: LoadResult) -> dict[str, Any]:
@@ -102,6 +109,8 @@ def load_summary(result: LoadResult) -> dict[str, Any]:
         "client_cpu_s": round(result.cpu_seconds, 2),
         "client_cpu_ms_per_request": round(result.cpu_seconds / max(1, result.completed) * 1000, 4),
     }
+    if result.server_cpu_seconds is not None and result.completed:
+        out["server_cpu_ms_per_request"] = round(result.server_cpu_seconds / result.completed * 1000, 4)
     if result.messages_accepted is not None:
         out["messages_accepted"] = result.messages_accepted
         out["messages_accepted_per_s"] = round(result.messages_accepted / result.duration, 1)

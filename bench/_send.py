@@ -158,7 +158,9 @@ async def run_send(target: Target, ui: Ui, opts: SendOptions) -> dict[str, Any]:
         "gateway": g, "baseline": b, "quart": q, "batch": m, "ratios": ratios,
         "rounds": [{"bare_per_s": sb["requests_per_s"], "quart_per_s": sq["requests_per_s"],
                     "gateway_per_s": sg["accepted_per_s"], "gateway_cpu_ms_per_accepted":
-                    sg.get("gateway_cpu_ms_per_accepted"), "machine_busy_share": sg.get("machine_busy_share"),
+                    sg.get("gateway_cpu_ms_per_accepted"), "bare_cpu_ms_per_request":
+                    sb.get("server_cpu_ms_per_request"), "quart_cpu_ms_per_request":
+                    sq.get("server_cpu_ms_per_request"), "machine_busy_share": sg.get("machine_busy_share"),
                     **{f"ratio_{k}": v for k, v in sr.items()}} for sg, sb, sq, sr in summaries],
         "client_not_bottleneck": {
             "bare_faster_than_gateway": b["requests_per_s"] > g["requests_per_s"],
@@ -197,6 +199,9 @@ def _ceiling_ratios(g: dict[str, Any], b: dict[str, Any], q: dict[str, Any]) -> 
         "quart_per_s": ratio(q["requests_per_s"], b["requests_per_s"]),
         "quart_p99": ratio(q["latency_ms"].get("p99_ms"), b["latency_ms"].get("p99_ms")),
         "gateway_to_quart_per_s": ratio(g["accepted_per_s"], q["requests_per_s"]),
+        # CPU per answer, each server's own process: the figure the rest of the machine moves least
+        "cpu_per_request": ratio(g.get("gateway_cpu_ms_per_accepted"), b.get("server_cpu_ms_per_request")),
+        "quart_cpu_per_request": ratio(q.get("server_cpu_ms_per_request"), b.get("server_cpu_ms_per_request")),
     }
 
 

@@ -132,7 +132,8 @@ def test_send_api_only_stores_without_sending(tmp_path):
     rounds = r["rounds"]
     assert len(rounds) == r["parameters"]["rounds"] == 3
     assert all(x["bare_per_s"] > 0 and x["gateway_per_s"] > 0 and x["gateway_cpu_ms_per_accepted"] > 0
-               for x in rounds)
+               and x["bare_cpu_ms_per_request"] > 0 and x["quart_cpu_ms_per_request"] > 0 for x in rounds)
+    assert r["ratios"]["cpu_per_request"] == sorted(x["ratio_cpu_per_request"] for x in rounds)[1]
     for key in ("accepted_per_s", "p99", "quart_per_s"):
         assert r["ratios"][key] == sorted(x[f"ratio_{key}"] for x in rounds)[1]
     middle = sorted(rounds, key=lambda x: x["ratio_accepted_per_s"])[1]
