@@ -95,16 +95,23 @@ class EventBus:
 
 
 class Collector:
-    """Builds events inside a store write (see `EventsOf`) and keeps them for publishing after commit."""
+    """Builds events inside a store write (see `EventsOf`) and keeps them for publishing after commit.
+
+    A store may run a write's function again after rolling it back (group commit retries a batch that
+    failed): a record built again replaces its earlier build, so its events are published once."""
 
     def __init__(self, build: Callable[[Any], list[GatewayEvent]]) -> None:
         self._build = build
-        self.events: list[GatewayEvent] = []
+        self._built: dict[Any, list[GatewayEvent]] = {}
 
     def __call__(self, record: Any) -> list[GatewayEvent]:
         built = self._build(record)
-        self.events.extend(built)
+        self._built[getattr(record, "id", None) or id(record)] = built
         return built
+
+    @property
+    def events(self) -> list[GatewayEvent]:
+        return [event for built in self._built.values() for event in built]
 
 
 class EventRecorder:

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 
 from gateway.store import StoreConflict, open_store
 from gateway.store.sqlite import GroupCommit
@@ -219,3 +220,107 @@ async def test_a_loop_of_calls_stays_cancellable(conn):
         while True:
             await calls.read(lambda c: c.execute("SELECT 1").fetchone())
     assert scope.cancelled_caught
+
+
+async def test_a_batch_that_does_not_fail_runs_without_savepoints(conn, tmp_path):
+    calls = GroupCommit(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for k in range(20):
+                nursery.start_soon(calls.write, insert(k, "v"))
+    conn.set_trace_callback(None)
+    assert committed(tmp_path / "gc.db") == [(k, "v") for k in range(20)]
+    assert calls.batches < 20  # shared transactions
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
+    assert sum(s == "BEGIN IMMEDIATE" for s in statements) == sum(s == "COMMIT" for s in statements) == calls.batches
+
+
+async def test_no_read_sees_the_half_of_a_write_that_failed(conn, tmp_path):
+    """The first pass runs a batch without savepoints: after a failure everything runs again, reads too."""
+    calls = GroupCommit(conn)
+    conn.execute("INSERT INTO t VALUES (0, 'before')")
+
+    def half_then_fail(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (100, 'partial')")
+        c.execute("INSERT INTO t VALUES (0, 'duplicate key')")
+
+    outcomes: dict[str, object] = {}
+
+    async def run(name: str, call) -> None:
+        try:
+            outcomes[name] = await call
+        except Exception as exc:  # noqa: BLE001 - the outcome is the point
+            outcomes[name] = exc
+
+    count_partial = lambda c: c.execute("SELECT COUNT(*) FROM t WHERE k = 100").fetchone()[0]  # noqa: E731
+    slow = SlowInsert()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(calls.write, slow)
+            await slow.started.wait()  # a batch is running: the next calls queue, in this order, for the next
+            for name, call in (("first", calls.write(insert(2, "a"))), ("bad", calls.write(half_then_fail)),
+                               ("read", calls.read(count_partial)), ("last", calls.write(insert(3, "b")))):
+                nursery.start_soon(run, name, call)
+                await trio.testing.wait_all_tasks_blocked()
+            slow.release.set()
+    assert calls.batches == 2
+    assert isinstance(outcomes["bad"], sqlite3.IntegrityError)
+    assert outcomes["read"] == 0 and outcomes["first"] == 1 and outcomes["last"] == 1
+    assert committed(tmp_path / "gc.db") == [(0, "before"), (1, "slow"), (2, "a"), (3, "b")]
+
+
+async def test_a_write_run_again_after_a_failure_in_its_batch_publishes_its_events_once(tmp_path):
+    """The batch runs twice (without, then with savepoints): the status change's events are built twice,
+    committed and published once."""
+    from gateway._events import Collector, make_event
+    from gateway.store import MessageStatus
+
+    from .store_contract import a_message, a_session, a_user
+
+    store = await open_store(f"sqlite:///{tmp_path}/store.db")
+    await store.migrate()
+    owner = a_user("owner@example.com")
+    await store.create_user(owner)
+    session = a_session(owner.id)
+    await store.create_session(session)
+    message = a_message(session)
+    await store.create_messages([message])
+    built: list[str] = []
+
+    def build(record):
+        built.append(record.id)
+        return [make_event("message.status", record.session_id, {"id": record.id}, at=3_000)]
+
+    collect = Collector(build)
+    outcomes: dict[str, object] = {}
+
+    async def clash() -> None:
+        with pytest.raises(StoreConflict):
+            await store.create_user(a_user("OWNER@example.com"))
+        outcomes["clash"] = True
+
+    async def fail_it() -> None:
+        outcomes["failed"] = await store.set_message_status(message.id, MessageStatus.FAILED, 3_000, reason="r",
+                                                            events=collect)
+
+    started, release = trio.Event(), threading.Event()
+
+    def hold(c: sqlite3.Connection) -> None:  # the first batch, running while the others queue
+        trio.from_thread.run_sync(started.set)
+        release.wait(10)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store._calls.write, hold)
+            await started.wait()
+            for task in (fail_it, clash):
+                nursery.start_soon(task)
+                await trio.testing.wait_all_tasks_blocked()
+            release.set()
+    assert outcomes["clash"] is True and outcomes["failed"].status is MessageStatus.FAILED
+    assert built == [message.id, message.id]  # run in the first pass, then again in the careful one
+    assert len(collect.events) == 1
+    assert await store.count_messages(session.id, MessageStatus.FAILED) == 1
+    await store.aclose()

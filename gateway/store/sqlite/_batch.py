@@ -4,11 +4,20 @@ The store has one connection and SQLite one writer, so calls run one after
 another anyway. What made that slow was the cost around each call: a hop to a
 worker thread and back, and a `BEGIN IMMEDIATE ... COMMIT` of its own. Here the
 calls that queue up while a batch runs go together in the next one: one hop,
-one transaction, and each write inside its own savepoint, so a call that fails
-rolls back only its own statements and gets its own exception, exactly as if
-it had run alone. A caller returns only after the COMMIT that made its write
-durable. If the batch fails as a whole (its COMMIT fails, or SQLite ends the
-transaction on an I/O error), its calls run again one transaction each.
+one transaction. A caller returns only after the COMMIT that made its write
+durable.
+
+A batch first runs its calls one after another with nothing between them:
+calls almost never fail, and a savepoint around each costs two more statements
+(and two more waits for the GIL on this thread, which the event loop's thread
+then waits for) per call. If one call raises, the whole transaction is rolled
+back and the batch runs again with each write inside its own savepoint, so a
+call that fails rolls back only its own statements and gets its own exception,
+exactly as if it had run alone, and no read sees a failed write's half. If the
+batch fails as a whole (its COMMIT fails, or SQLite ends the transaction on an
+I/O error), its calls run again one transaction each. So a call's function may
+run more than once; only the run that is committed counts (its statements are
+rolled back with the others, and `Collector` keeps one build per record).
 
 There is no background task: the first caller that finds no batch running
 leads one (taking whatever is queued, up to `max_batch`, its own call included)
@@ -139,6 +148,10 @@ def _run_alone(conn: sqlite3.Connection, call: _Call[Any]) -> None:
 
 
 def _run_in_transaction(conn: sqlite3.Connection, batch: list[_Call[Any]]) -> None:
+    if _try_at_once(conn, batch):
+        return
+    for call in batch:  # a call raised, and the transaction was rolled back: each write in a savepoint now
+        call.result, call.error = None, None
     if _try_together(conn, batch) or len(batch) == 1:
         return
     # The batch failed as a whole (its COMMIT, or SQLite ended the transaction): nothing of it
@@ -150,6 +163,28 @@ def _run_in_transaction(conn: sqlite3.Connection, batch: list[_Call[Any]]) -> No
             _try_together(conn, [call])
         else:
             _run_alone(conn, call)
+
+
+def _try_at_once(conn: sqlite3.Connection, batch: list[_Call[Any]]) -> bool:
+    """Run `batch` in one transaction with no savepoints. False: a call raised (or COMMIT failed), and the
+    transaction was rolled back; nothing of the batch was written, and its results are to be dropped."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except BaseException as exc:  # busy past busy_timeout: trying again, or call by call, would not help
+        _fail(batch, exc)
+        return True
+    try:
+        for call in batch:
+            call.result = call.fn(conn)
+        conn.execute("COMMIT")
+        return True
+    except BaseException:  # noqa: BLE001 - any call's failure: the careful pass gives it to that call alone
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        return False
 
 
 def _try_together(conn: sqlite3.Connection, batch: list[_Call[Any]]) -> bool:
