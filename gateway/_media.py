@@ -100,9 +100,11 @@ def resolve_mimetype(kind: str, data: bytes, declared: str | None) -> str:
 
 
 async def fetch(client: httpx.AsyncClient, url: str, kind: str, *, allow_private: bool,
-                timeout: float) -> tuple[bytes, str | None]:
-    """Download `url` for a `kind` message: (bytes, declared content type). Raises MediaError."""
-    cap = MAX_BYTES[kind]
+                timeout: float, max_bytes: int | None = None) -> tuple[bytes, str | None]:
+    """Download `url` for a `kind` message: (bytes, declared content type). Raises MediaError.
+
+    `max_bytes`, below the kind's own cap, stops the download there (a group picture: 1 MiB)."""
+    cap = MAX_BYTES[kind] if max_bytes is None else min(max_bytes, MAX_BYTES[kind])
     try:
         with trio.fail_after(timeout):
             for _ in range(_MAX_REDIRECTS + 1):
@@ -121,12 +123,18 @@ async def fetch(client: httpx.AsyncClient, url: str, kind: str, *, allow_private
                         raise MediaError(f"media URL answered HTTP {response.status_code}")
                     length = response.headers.get("content-length")
                     if length is not None and length.isdigit():
-                        check_size(kind, int(length))
+                        if cap == MAX_BYTES[kind]:
+                            check_size(kind, int(length))
+                        elif int(length) > cap:
+                            raise MediaError(f"the download is {human_size(int(length))}; at most "
+                                             f"{human_size(cap)} is accepted here")
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > cap:
-                            raise MediaError(f"{kind} is larger than WhatsApp's {human_size(cap)} limit")
+                            raise MediaError(f"{kind} is larger than WhatsApp's {human_size(cap)} limit"
+                                             if cap == MAX_BYTES[kind] else
+                                             f"the download is larger than {human_size(cap)}, the most accepted here")
                     return bytes(body), response.headers.get("content-type")
             raise MediaError(f"media URL redirected more than {_MAX_REDIRECTS} times")
     except trio.TooSlowError:

@@ -247,7 +247,7 @@ async def test_settings_announce_only_and_the_picture_reach_a_member(tmp_path):
                                 ({"base64": b64(too_big)}, f"length <= {PICTURE_BASE64_MAX}"),  # not even decoded
                                 ({"base64": "not base64!"}, "not valid base64"),
                                 ({"url": f"{files}/p.png"}, "must be a JPEG image"),
-                                ({"url": f"{files}/big.jpg"}, "a group picture is at most 1.0 MB"),
+                                ({"url": f"{files}/big.jpg"}, "at most 1.0 MB is accepted here"),
                                 ({"url": f"{files}/missing.jpg"}, "HTTP 404"),
                                 ({"url": f"{files}/p.jpg", "base64": b64(JPEG)}, "exactly one of url and base64"),
                                 ({}, "exactly one of url and base64")):

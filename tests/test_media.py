@@ -96,6 +96,47 @@ async def test_oversize_by_header_and_by_stream():
             await fetch(client, base + "/sticker.webp", "sticker", allow_private=True, timeout=5)
 
 
+def streamed_app(body: bytes, chunk: int):
+    """An ASGI app streaming `body` in chunks, with no Content-Length (chunked)."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"image/jpeg")]})
+        for at in range(0, len(body), chunk):
+            await send({"type": "http.response.body", "body": body[at:at + chunk], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def test_a_smaller_cap_of_the_callers_stops_the_download_there():
+    """A group picture is at most 1 MiB: a URL is refused by its Content-Length, or once 1 MiB has been read,
+    not after the image cap (5 MiB)."""
+    routes = {"/big.jpg": (200, [("content-type", "image/jpeg"), ("content-length", "1200003")],
+                           b"\xff\xd8\xff" + bytes(1_200_000), 0),
+              "/ok.jpg": (200, [("content-type", "image/jpeg")], b"\xff\xd8\xff" + bytes(1_000_000), 0)}
+    async with media_server(routes) as base, httpx.AsyncClient() as client:
+        with pytest.raises(MediaError, match=r"is 1.1 MB; at most 1.0 MB is accepted here"):
+            await fetch(client, base + "/big.jpg", "image", allow_private=True, timeout=5, max_bytes=1 << 20)
+        data, _ = await fetch(client, base + "/ok.jpg", "image", allow_private=True, timeout=5, max_bytes=1 << 20)
+        assert len(data) == 1_000_003
+    cfg = HyperConfig()
+    cfg.bind = ["127.0.0.1:0"]
+    cfg.accesslog = None
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [base] = await nursery.start(serve, streamed_app(bytes(3 << 20), 64 << 10), cfg)
+            async with httpx.AsyncClient() as client:  # under the image cap (5 MiB), over the caller's
+                with pytest.raises(MediaError, match="larger than 1.0 MB, the most accepted here"):
+                    await fetch(client, base + "/s.jpg", "image", allow_private=True, timeout=5, max_bytes=1 << 20)
+            nursery.cancel_scope.cancel()
+
+
 async def test_slow_server_times_out():
     routes = {"/slow.png": (200, [("content-type", "image/png")], PNG, 10)}
     async with media_server(routes) as base, httpx.AsyncClient() as client:

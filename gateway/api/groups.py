@@ -210,9 +210,8 @@ async def _download_picture(ctx: Ctx, url: str) -> bytes:
     async with httpx.AsyncClient(timeout=httpx.Timeout(config.media_timeout), follow_redirects=False,
                                  headers={"User-Agent": "trio-whatsapp-gateway"}) as client:
         try:
-            # `fetch` caps the download at the image cap, then the picture's own (smaller) cap applies.
             data, _ = await fetch(client, url, "image", allow_private=config.allow_private_urls,
-                                  timeout=config.media_timeout)
+                                  timeout=config.media_timeout, max_bytes=PICTURE_MAX_BYTES)
         except MediaError as exc:
             raise ValidationError.at("$.url", str(exc)) from None
     return _check_picture(data, "$.url")
