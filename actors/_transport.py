@@ -347,6 +347,16 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     # http://, https:// or socks5:// (user:password@ allowed): the transport connects through it
     proxy_url: str | None = None
 
+    def __repr__(self) -> str:
+        """Without the proxy's credentials: a spec can end up in a log line or a traceback."""
+        proxy = self.proxy_url
+        if proxy is not None:
+            scheme, sep, rest = proxy.partition("://")
+            _, at, hostport = rest.rpartition("@")
+            proxy = f"{scheme}{sep}***@{hostport}" if at else proxy
+        shown = {name: getattr(self, name) for name in self.__struct_fields__} | {"proxy_url": proxy}
+        return f"SessionSpec({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
+
 
 class Transport(Protocol):
     async def run(self, events: EventSendChannel, *,

@@ -182,3 +182,15 @@ async def test_real_go_applies_the_proxy_only_through_connect(tmp_path):
         assert "socks connect tcp 127.0.0.1:" in err.reason and "connection refused" in err.reason
         assert_no_secret(err.reason)
         await factory.aclose()
+
+
+def test_a_session_spec_never_shows_the_proxy_password():
+    from actors._transport import SessionSpec
+
+    spec = SessionSpec(session_id="s1", phone_number="+15550001111", proxy_url="socks5://bob:s3cret@10.0.0.1:1080")
+    for text in (repr(spec), str(spec), f"{[spec]}"):
+        assert "s3cret" not in text and "bob" not in text
+        assert "proxy_url='socks5://***@10.0.0.1:1080'" in text and "session_id='s1'" in text
+        assert "phone_number='+15550001111'" in text and "data_dir=" in text
+    assert spec.proxy_url == "socks5://bob:s3cret@10.0.0.1:1080"  # the transport still gets it whole
+    assert "proxy_url=None" in repr(SessionSpec(session_id="s2"))
