@@ -137,13 +137,10 @@ class Outbound:
             owner, fence = self._ownership.write_fence(session_id)
             if not owner:
                 return
-            record = await self._store.find_message_by_wa_id(session_id, wa_id)
-            if record is None:
-                continue
             at = receipt.timestamp_ms or self._clock.now_ms()
             collect = Collector(message_event("message.status", at))
-            if await self._store.set_message_status(record.id, status, at, only_from=_ADVANCE_FROM[status],
-                                                    events=collect, fence=fence):
+            if await self._store.set_status_by_wa_id(session_id, wa_id, status, at, only_from=_ADVANCE_FROM[status],
+                                                     events=collect, fence=fence):
                 self._recorder.published(collect.events)
 
     async def expire_loop(self, interval: float = 60.0) -> None:

@@ -462,6 +462,35 @@ class MessageContract:
         assert history == [MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.READ]
         assert (await store.get_message(m.id)).wa_id == "WA1"
 
+    async def test_a_receipt_moves_the_message_by_its_whatsapp_id_in_one_call(self, store: Store):
+        from gateway._events import Collector, make_event
+
+        s = await self._session(store)
+        other = await self._session(store)
+        mine, theirs = a_message(s), a_message(other)
+        await store.create_messages([mine])
+        await store.create_messages([theirs])
+        for m, session in ((mine, s), (theirs, other)):
+            await store.claim_next_message(session.id, now=2_000)
+            await store.set_message_status(m.id, MessageStatus.SENT, 3_000, wa_id="WA-SAME")
+        collect = Collector(lambda r: [make_event("message.status", r.session_id, {"id": r.id}, at=4_000)])
+        delivered = await store.set_status_by_wa_id(
+            s.id, "WA-SAME", MessageStatus.DELIVERED, 4_000,
+            only_from=frozenset({MessageStatus.SENT}), events=collect)
+        assert delivered.id == mine.id and delivered.status is MessageStatus.DELIVERED
+        assert delivered.wa_id == "WA-SAME" and delivered.updated_at == 4_000
+        assert [e.data["id"] for e in collect.events] == [mine.id]
+        assert (await store.get_message(theirs.id)).status is MessageStatus.SENT  # the same id in another session
+        assert await store.set_status_by_wa_id(s.id, "WA-NONE", MessageStatus.READ, 5_000) is None
+        # the guard: a late 'delivered' after 'read' moves nothing
+        assert (await store.set_status_by_wa_id(s.id, "WA-SAME", MessageStatus.READ, 5_000)).status is \
+            MessageStatus.READ
+        assert await store.set_status_by_wa_id(s.id, "WA-SAME", MessageStatus.DELIVERED, 6_000,
+                                               only_from=frozenset({MessageStatus.SENT})) is None
+        assert [e.status for e in await store.get_message_history(mine.id)] == [
+            MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED,
+            MessageStatus.READ]
+
     async def test_requeue_interrupted(self, store: Store):
         s = await self._session(store)
         m = a_message(s)

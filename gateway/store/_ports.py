@@ -199,6 +199,13 @@ class MessageStore(Protocol):
         """Move a message to `status` (recording history); None if it was not in `only_from`
         (or the fence on its session failed)."""
 
+    async def set_status_by_wa_id(self, session_id: str, wa_id: str, status: MessageStatus, at: int, *,
+                                  only_from: frozenset[MessageStatus] | None = None,
+                                  events: EventsOf[MessageRecord] | None = None,
+                                  fence: Fence | None = None) -> MessageRecord | None:
+        """`set_message_status` of the session's message that WhatsApp knows as `wa_id` (a receipt names
+        it so), in one call; None when the session has none (or as `set_message_status`)."""
+
     async def requeue_interrupted(self, session_ids: list[str] | None, at: int, *,
                                   node_id: str | None = None) -> int:
         """Put `sending` messages back to `queued` (after a crash or restart); returns how many.

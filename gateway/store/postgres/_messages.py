@@ -243,13 +243,28 @@ class PostgresMessages(PostgresBase):
                                  only_from: frozenset[MessageStatus] | None = None,
                                  events: EventsOf[MessageRecord] | None = None,
                                  fence: Fence | None = None) -> MessageRecord | None:
+        return await self._set_status("id = %s", (message_id,), status, at, reason, wa_id, only_from, events, fence)
+
+    async def set_status_by_wa_id(self, session_id: str, wa_id: str, status: MessageStatus, at: int, *,
+                                  only_from: frozenset[MessageStatus] | None = None,
+                                  events: EventsOf[MessageRecord] | None = None,
+                                  fence: Fence | None = None) -> MessageRecord | None:
+        # WhatsApp's ids are unique per chat, not per session: the first of any that match, as SQLite picks.
+        return await self._set_status(
+            "id = (SELECT id FROM messages WHERE session_id = %s AND wa_id = %s ORDER BY id LIMIT 1)",
+            (session_id, wa_id), status, at, None, None, only_from, events, fence)
+
+    async def _set_status(self, which: str, which_params: tuple[Any, ...], status: MessageStatus, at: int,
+                          reason: str | None, wa_id: str | None, only_from: frozenset[MessageStatus] | None,
+                          events: EventsOf[MessageRecord] | None, fence: Fence | None) -> MessageRecord | None:
+        """One statement moves the message `which` names (and records its history), if `only_from` and the
+        fence allow."""
         guard = "" if only_from is None else _status_in(only_from)
         fenced, fence_params = fence_clause("messages.session_id", fence)
         guard += fenced
-        params = (status.value, reason, wa_id, at, message_id, *fence_params)
-
+        params = (status.value, reason, wa_id, at, *which_params, *fence_params)
         update = ("WITH moved AS (UPDATE messages SET status = %s, status_reason = %s, wa_id = COALESCE(%s, wa_id), "
-                  f"updated_at = %s WHERE id = %s{guard}")
+                  f"updated_at = %s WHERE {which}{guard}")
         events = once(events)
         return await self._write(lambda conn: _move_one(conn, update, params, events, at), pipelined=True,
                                  single=events is None)

@@ -27,6 +27,8 @@ from ._cluster import fence_holds
 from ._outbox import write_events
 
 _INSERT_HISTORY = ROWS.insert("message_status_history", HISTORY_COLUMNS)
+# A receipt's message: WhatsApp's ids are unique per chat, not per session, so the first of any that match.
+_BY_WA_ID = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND wa_id = ? ORDER BY id LIMIT 1"
 _READY = ("SELECT {} FROM messages INDEXED BY messages_ready WHERE session_id = ? AND status = 'queued' "
           "AND send_at IS NULL AND expires_at > ?")
 _DUE = ("SELECT {} FROM messages INDEXED BY messages_scheduled WHERE session_id = ? AND status = 'queued' "
@@ -114,8 +116,7 @@ class SqliteMessages(SqliteBase):
                                "ORDER BY rowid", (message_id,), status_entry)
 
     async def find_message_by_wa_id(self, session_id: str, wa_id: str) -> MessageRecord | None:
-        return await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND wa_id = ?",
-                               (session_id, wa_id), ROWS.message)
+        return await self._one(_BY_WA_ID, (session_id, wa_id), ROWS.message)
 
     async def claim_next_message(self, session_id: str, now: int, *,
                                  fence: Fence | None = None) -> MessageRecord | None:
@@ -156,19 +157,17 @@ class SqliteMessages(SqliteBase):
                                  fence: Fence | None = None) -> MessageRecord | None:
         def tx(conn: sqlite3.Connection) -> MessageRecord | None:
             row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
-                return None
-            message = ROWS.message(row)
-            if only_from is not None and message.status not in only_from:
-                return None
-            if not fence_holds(conn, message.session_id, fence):
-                return None
-            _move(conn, message_id, status, at, reason, wa_id)
-            moved = msgspec.structs.replace(message, status=status, status_reason=reason,
-                                            wa_id=wa_id or message.wa_id, updated_at=at)
-            if events is not None:
-                write_events(conn, events(moved), at)
-            return moved
+            return _set_status(conn, row, status, at, reason, wa_id, only_from, events, fence)
+
+        return await self._write(tx)
+
+    async def set_status_by_wa_id(self, session_id: str, wa_id: str, status: MessageStatus, at: int, *,
+                                  only_from: frozenset[MessageStatus] | None = None,
+                                  events: EventsOf[MessageRecord] | None = None,
+                                  fence: Fence | None = None) -> MessageRecord | None:
+        def tx(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = conn.execute(_BY_WA_ID, (session_id, wa_id)).fetchone()
+            return _set_status(conn, row, status, at, None, None, only_from, events, fence)
 
         return await self._write(tx)
 
@@ -227,6 +226,25 @@ class SqliteMessages(SqliteBase):
 
 def _one_message(row: Any) -> MessageRecord | None:
     return None if row is None else ROWS.message(row)
+
+
+def _set_status(conn: sqlite3.Connection, row: Any, status: MessageStatus, at: int, reason: str | None,
+                wa_id: str | None, only_from: frozenset[MessageStatus] | None,
+                events: EventsOf[MessageRecord] | None, fence: Fence | None) -> MessageRecord | None:
+    """Move the message of `row` (None: there is none) to `status`, as `set_message_status` describes."""
+    if row is None:
+        return None
+    message = ROWS.message(row)
+    if only_from is not None and message.status not in only_from:
+        return None
+    if not fence_holds(conn, message.session_id, fence):
+        return None
+    _move(conn, message.id, status, at, reason, wa_id)
+    moved = msgspec.structs.replace(message, status=status, status_reason=reason, wa_id=wa_id or message.wa_id,
+                                    updated_at=at)
+    if events is not None:
+        write_events(conn, events(moved), at)
+    return moved
 
 
 def _move(conn: sqlite3.Connection, message_id: str, status: MessageStatus, at: int, reason: str | None,
