@@ -16,16 +16,21 @@ from gateway._media import MediaError, fetch, resolve_mimetype, sniff
 from .test_api_messages import PNG, Env, env  # noqa: F401  (the `env` fixture)
 
 
+async def _lifespan(receive, send) -> None:
+    while True:
+        kind = (await receive())["type"].rsplit(".", 1)[-1]
+        await send({"type": f"lifespan.{kind}.complete"})
+        if kind == "shutdown":
+            return
+
+
 def routes_app(routes):
     """An ASGI app answering `routes[path] = (status, headers, body, delay)`."""
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await _lifespan(receive, send)
+            return
         status, headers, body, delay = routes.get(scope["path"], (404, [], b"nope", 0))
         if delay:
             await trio.sleep(delay)
@@ -101,11 +106,8 @@ def streamed_app(body: bytes, chunk: int):
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await _lifespan(receive, send)
+            return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"image/jpeg")]})
         for at in range(0, len(body), chunk):
             await send({"type": "http.response.body", "body": body[at:at + chunk], "more_body": True})

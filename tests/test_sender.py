@@ -74,6 +74,13 @@ async def _started(queue: ClockQueue, nursery: trio.Nursery) -> Sender:
     return sender
 
 
+async def _until_done(queue: ClockQueue, count: int, *, within: float) -> None:
+    """Until `count` messages were sent (on the mock clock: `within` seconds of it at most)."""
+    with trio.fail_after(within):
+        while len(queue.done) < count:
+            await trio.sleep(0.01)
+
+
 async def test_a_message_scheduled_after_the_wake_up_costs_no_store_call(autojump_clock) -> None:
     queue = ClockQueue()
     start = trio.current_time()
@@ -85,9 +92,7 @@ async def test_a_message_scheduled_after_the_wake_up_costs_no_store_call(autojum
             sender.nudge(queue.add(f"later{i}", 200 + i))
             await trio.testing.wait_all_tasks_blocked()
         assert (queue.claims, queue.due_reads) == (1, 1)
-        with trio.fail_after(150):
-            while not queue.done:
-                await trio.sleep(1)
+        await _until_done(queue, 1, within=150)
         assert queue.done == [("m1", start + 100)]
         nursery.cancel_scope.cancel()
 
@@ -101,9 +106,7 @@ async def test_an_earlier_message_moves_the_wake_up_without_a_store_call(autojum
         sender.nudge(queue.add("m0", 30))
         await trio.testing.wait_all_tasks_blocked()
         assert (queue.claims, queue.due_reads) == (1, 1)
-        with trio.fail_after(150):
-            while len(queue.done) < 2:
-                await trio.sleep(1)
+        await _until_done(queue, 2, within=150)
         assert queue.done == [("m0", start + 30), ("m1", start + 100)]
         nursery.cancel_scope.cancel()
 
@@ -116,9 +119,7 @@ async def test_a_message_due_now_is_sent_now(autojump_clock) -> None:
         assert (queue.claims, queue.due_reads) == (1, 1)
         await trio.sleep(5)
         sender.nudge(queue.add("now", 0))
-        with trio.fail_after(1):
-            while not queue.done:
-                await trio.sleep(0.01)
+        await _until_done(queue, 1, within=1)
         assert queue.done == [("now", start + 5)]
         nursery.cancel_scope.cancel()
 
@@ -142,8 +143,6 @@ async def test_a_nudge_during_the_due_time_read_is_not_lost(autojump_clock) -> N
     async with trio.open_nursery() as nursery:
         sender = Sender("s1", queue, Pacing(min_gap=0, jitter=0), random.Random(1))  # type: ignore[arg-type]
         nursery.start_soon(sender.run, _transport)
-        with trio.fail_after(30):
-            while not queue.done:
-                await trio.sleep(1)
+        await _until_done(queue, 1, within=30)
         assert queue.done == [("m1", start + 10)]
         nursery.cancel_scope.cancel()
