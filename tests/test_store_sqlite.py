@@ -70,3 +70,11 @@ async def test_store_calls_do_not_block_the_trio_loop(tmp_path):
     assert ticks > 10
     await store.aclose()
 
+
+
+async def test_a_receipt_finds_its_message_by_the_whatsapp_id_index(store):
+    """Not by walking the session's messages in id order (what the planner picks for `ORDER BY id` by itself)."""
+    from gateway.store.sqlite._messages import _BY_WA_ID
+
+    plan = await store._calls.read(lambda c: c.execute("EXPLAIN QUERY PLAN " + _BY_WA_ID, ("s", "WA")).fetchall())
+    assert any("USING INDEX messages_wa_id (session_id=? AND wa_id=?)" in row[3] for row in plan), plan

@@ -28,7 +28,9 @@ from ._outbox import write_events
 
 _INSERT_HISTORY = ROWS.insert("message_status_history", HISTORY_COLUMNS)
 # A receipt's message: WhatsApp's ids are unique per chat, not per session, so the first of any that match.
-_BY_WA_ID = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND wa_id = ? ORDER BY id LIMIT 1"
+# INDEXED BY: left to itself, the planner walks the session's messages in id order to spare the sort.
+_BY_WA_ID = (f"SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_wa_id WHERE session_id = ? AND wa_id = ? "
+             "ORDER BY id LIMIT 1")
 _READY = ("SELECT {} FROM messages INDEXED BY messages_ready WHERE session_id = ? AND status = 'queued' "
           "AND send_at IS NULL AND expires_at > ?")
 _DUE = ("SELECT {} FROM messages INDEXED BY messages_scheduled WHERE session_id = ? AND status = 'queued' "
