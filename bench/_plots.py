@@ -17,12 +17,15 @@ MIB = 1024 * 1024
 def write_plots(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
     written = []
     runs = result.get("series") or {}
+    rounds = len(result.get("rounds") or [])
+    # with several rounds, the series are the median round's (and the batches, run once)
+    of = f" (single sends: the median round of {rounds})" if rounds > 1 else ""
     if runs:
-        written.append(_plot(out_dir / f"{stem}-latency.png", f"{stem}: latency per second",
+        written.append(_plot(out_dir / f"{stem}-latency.png", f"{stem}: latency per second{of}",
                              "seconds into the run", "latency (ms)", [
                                  (f"{name} {pct}", s["t"], s[f"{pct}_ms"])
                                  for name, s in runs.items() for pct in ("p50", "p99")], log=True))
-        written.append(_plot(out_dir / f"{stem}-throughput.png", f"{stem}: throughput per second",
+        written.append(_plot(out_dir / f"{stem}-throughput.png", f"{stem}: throughput per second{of}",
                              "seconds into the run", "requests/s", [
                                  (f"{name} ({'accepted' if name.startswith('gateway') else 'answered'})", s["t"],
                                   s["ok_rps"] if name.startswith("gateway") else s["rps"])
