@@ -33,6 +33,7 @@ import msgspec
 import trio
 
 from ._messages import OutboundMessage, SendResult
+from ._proxy_url import masked
 
 # -- errors -------------------------------------------------------------------
 
@@ -349,11 +350,7 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         """Without the proxy's credentials: a spec can end up in a log line or a traceback."""
-        proxy = self.proxy_url
-        if proxy is not None:
-            scheme, sep, rest = proxy.partition("://")
-            _, at, hostport = rest.rpartition("@")
-            proxy = f"{scheme}{sep}***@{hostport}" if at else proxy
+        proxy = None if self.proxy_url is None else masked(self.proxy_url)
         shown = {name: getattr(self, name) for name in self.__struct_fields__} | {"proxy_url": proxy}
         return f"SessionSpec({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 

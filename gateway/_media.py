@@ -49,7 +49,16 @@ def human_size(n: int) -> str:
 def check_size(kind: str, size: int) -> None:
     cap = MAX_BYTES[kind]
     if size > cap:
-        raise MediaError(f"{kind} is {human_size(size)}; WhatsApp accepts at most {human_size(cap)}")
+        raise _too_big(kind, cap, size)
+
+
+def _too_big(kind: str, cap: int, size: int | None = None) -> MediaError:
+    """A download past `cap`: WhatsApp's limit for `kind`, or a caller's smaller one; `size` when declared."""
+    if cap == MAX_BYTES[kind]:
+        return MediaError(f"{kind} is {human_size(size)}; WhatsApp accepts at most {human_size(cap)}"
+                          if size is not None else f"{kind} is larger than WhatsApp's {human_size(cap)} limit")
+    return MediaError(f"the download is {human_size(size)}; at most {human_size(cap)} is accepted here"
+                      if size is not None else f"the download is larger than {human_size(cap)}, the most accepted here")
 
 
 def decode_base64(data: str) -> bytes:
@@ -122,19 +131,13 @@ async def fetch(client: httpx.AsyncClient, url: str, kind: str, *, allow_private
                     if response.status_code != 200:
                         raise MediaError(f"media URL answered HTTP {response.status_code}")
                     length = response.headers.get("content-length")
-                    if length is not None and length.isdigit():
-                        if cap == MAX_BYTES[kind]:
-                            check_size(kind, int(length))
-                        elif int(length) > cap:
-                            raise MediaError(f"the download is {human_size(int(length))}; at most "
-                                             f"{human_size(cap)} is accepted here")
+                    if length is not None and length.isdigit() and int(length) > cap:
+                        raise _too_big(kind, cap, int(length))
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > cap:
-                            raise MediaError(f"{kind} is larger than WhatsApp's {human_size(cap)} limit"
-                                             if cap == MAX_BYTES[kind] else
-                                             f"the download is larger than {human_size(cap)}, the most accepted here")
+                            raise _too_big(kind, cap)
                     return bytes(body), response.headers.get("content-type")
             raise MediaError(f"media URL redirected more than {_MAX_REDIRECTS} times")
     except trio.TooSlowError:

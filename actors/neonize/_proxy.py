@@ -21,35 +21,20 @@ No neonize import: this module is pure.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from .._proxy_url import SCHEME, masked
 from .._transport import ConnectFailed
 
 PROXY_SCHEMES: Final = ("http", "https", "socks5")
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # whatsmeow's own refusals, raised by connect() before any dial (Go's url.Parse, SetProxyAddress)
 _REFUSED_BY_GO: Final = ("unsupported proxy scheme", "parse ")
 
 
-def masked(url: str) -> str:
-    """`scheme://***@host:port`, or `scheme://host:port` without credentials: never a password.
-
-    Everything up to the last `@` counts as credentials, so a password with an
-    unescaped `/` or `@` is masked too.
-    """
-    m = _SCHEME.match(url)
-    if m is None:
-        return "<proxy URL>"
-    creds, at, rest = url[m.end():].rpartition("@")
-    hostport = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    return f"{m.group(1).lower()}://{'***@' if at else ''}{hostport}"
-
-
 def check(url: str) -> None:
     """Raise ConnectFailed (not retryable) unless `url` is an http, https or socks5 URL naming a host."""
-    m = _SCHEME.match(url)
+    m = SCHEME.match(url)
     if m is None:
         raise ConnectFailed("proxy refused: its URL must start with http://, https:// or socks5://",
                             retryable=False)
@@ -79,7 +64,7 @@ def scrub(text: str, url: str | None) -> str:
     """`text` without `url` or any part of its credentials (raw, percent-decoded or Go-quoted)."""
     if not url:
         return text
-    m = _SCHEME.match(url)
+    m = SCHEME.match(url)
     rest = url[m.end():] if m else url
     creds = rest.rpartition("@")[0]
     secrets = {creds, unquote(creds)}
